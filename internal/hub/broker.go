@@ -43,7 +43,9 @@ type HistoryOptions struct {
 	// Limit is the maximum number of publications returned: 0 returns only
 	// the current position, a negative value means no limit.
 	Limit int
-	// Reverse returns the newest publications first.
+	// Reverse returns the newest publications first. Limit then keeps the
+	// newest ones: Since 4, Limit 2, Reverse over offsets 1..10 returns
+	// 10, 9 (without Reverse: 5, 6).
 	Reverse bool
 	// MetaTTL as in PublishOptions; used when the read creates the
 	// stream's metadata (an epoch for a channel never published to).
@@ -92,7 +94,8 @@ var ErrBrokerUnavailable = errors.New("broker unavailable")
 // leaves; implementations need no reference counting of their own.
 type Broker interface {
 	// Run starts delivering events to h and returns once the broker is
-	// ready. It is called once, before any other method.
+	// ready. It is called once, before any other method. ctx bounds the
+	// start only: delivery continues until Close.
 	Run(ctx context.Context, h EventHandler) error
 
 	// Subscribe makes this node receive publications, joins and leaves
@@ -104,7 +107,10 @@ type Broker interface {
 
 	// Publish assigns pub the next offset of channel (when opts keep
 	// history), stores it, and delivers it to every subscribed node. pub's
-	// Offset field is ignored on input. It returns the assigned position.
+	// Offset field is ignored on input and pub is not modified (a copy
+	// carries the offset). It returns the assigned position; without
+	// history it returns the zero position and the publication is
+	// delivered with offset 0.
 	Publish(ctx context.Context, channel string, pub *Publication, opts PublishOptions) (StreamPosition, error)
 	// PublishJoin and PublishLeave deliver presence events to the
 	// channel's subscribed nodes. They are not kept in history.
@@ -115,7 +121,10 @@ type Broker interface {
 	// disconnects, unsubscribes, node stats).
 	PublishControl(ctx context.Context, data []byte) error
 
-	// History reads channel's history.
+	// History reads channel's history. For a channel without a stream
+	// (never published with history, or its metadata expired) it starts
+	// one: a new epoch at offset 0, kept for opts.MetaTTL, so that a
+	// subscriber's position stays valid for the first publication.
 	History(ctx context.Context, channel string, opts HistoryOptions) (HistoryResult, error)
 	// RemoveHistory deletes channel's history (the epoch is kept).
 	RemoveHistory(ctx context.Context, channel string) error

@@ -3,8 +3,9 @@
 // and of the transport that carries them (WebSocket, TCP stream, UDP).
 //
 // The semantics live here and in docs/protocol.md; codecs (json.go,
-// binary.go) and stream framing (frame.go) are separate so that a transport
-// picks an encoding without touching the protocol.
+// binary.go, both behind the Codec interface), TCP stream framing and the
+// hello (frame.go) and the UDP datagram format (datagram.go) are separate
+// so that a transport picks an encoding without touching the protocol.
 //
 // Publication and message data are opaque JSON bytes: the server validates
 // them once at the edge and then passes them through without decoding.

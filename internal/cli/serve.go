@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/server"
+)
+
+// envConfigFile names the configuration file when --config is not given.
+const envConfigFile = "HERALD_CONFIG"
+
+// configFlags registers --config and one flag per scalar configuration
+// option (named after its key path: --listen, --token-secret,
+// --log-level, ...). Flags are recorded in the order given so that Load
+// applies them last, over the file and the environment.
+func configFlags(fs *flag.FlagSet, settings *[]config.Setting, file *string) {
+	fs.StringVar(file, "config", "", "YAML configuration `file` (env "+envConfigFile+")")
+	for _, k := range config.Keys() {
+		name := k.Name
+		set := func(v string) error {
+			*settings = append(*settings, config.Setting{Key: name, Value: v})
+			return nil
+		}
+		help := fmt.Sprintf("set %s (env %s)", k.Name, k.Env)
+		switch k.Kind {
+		case config.KindBool:
+			fs.BoolFunc(k.Flag, help, set)
+		case config.KindList:
+			fs.Func(k.Flag, help+"; comma-separated", set)
+		default:
+			fs.Func(k.Flag, help+"; "+string(k.Kind), set)
+		}
+	}
+}
+
+// loadConfig merges the configuration sources of a command.
+func loadConfig(env Env, file string, settings []config.Setting) (*config.Config, error) {
+	if file == "" {
+		file = lookupEnv(env.Environ, envConfigFile)
+	}
+	return config.Load(config.LoadOptions{File: file, Environ: env.Environ, Flags: settings})
+}
+
+func lookupEnv(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// serve runs a node until ctx ends, then shuts it down within
+// shutdown_timeout. started, when set, is called once the node serves.
+func serve(ctx context.Context, restore func(), env Env, args []string, started func(*server.Server)) error {
+	fs := newFlagSet("serve", env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: herald serve [flags]\n\n"+
+			"Runs a node. With no configuration it listens on 127.0.0.1:8080 with the demo\n"+
+			"at /, generating and printing an API key and a token secret.\n"+
+			"Precedence: flags > HERALD_* environment > --config file > defaults.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var settings []config.Setting
+	var file string
+	configFlags(fs, &settings, &file)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env, file, settings)
+	if err != nil {
+		return err
+	}
+	log := server.NewLogger(cfg.Log, env.Stderr)
+	for _, name := range config.UnknownEnv(env.Environ) {
+		if name != envConfigFile && !strings.HasPrefix(name, "HERALD_TEST_") {
+			log.Warn("ignoring unknown environment variable", "name", name)
+		}
+	}
+	srv, err := server.New(server.Options{Config: cfg, Version: version(), Logger: log, Out: env.Stdout})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return err
+	}
+	if started != nil {
+		started(srv)
+	}
+	<-ctx.Done()
+	if restore != nil {
+		restore() // a second signal now terminates at once
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

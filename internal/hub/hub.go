@@ -1,0 +1,351 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+const numShards = 64
+
+// Hub is a node's channel registry and fan-out engine. It is safe for
+// concurrent use. Create it with New, start it with Run, stop it with
+// Shutdown.
+type Hub struct {
+	cfg     Config
+	nodeID  string
+	started time.Time
+
+	runMu    sync.Mutex
+	running  bool
+	stopOnce sync.Once
+	closing  atomic.Bool
+	ready    atomic.Bool
+	loopCtx  context.Context
+	stop     context.CancelFunc
+	loopDone chan struct{}
+
+	clientsMu sync.RWMutex
+	clients   map[string]*client
+	users     map[string]map[string]*client
+
+	seed   maphash.Seed
+	shards [numShards]shard
+
+	cleanups  chan cleanupTask
+	reconnect chan struct{}
+
+	nodesMu sync.Mutex
+	nodes   map[string]*NodeInfo
+
+	counters counters
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	channels map[string]*channel
+}
+
+// client is a registered Subscriber and its subscriptions.
+type client struct {
+	sub  Subscriber
+	id   string
+	user string
+
+	mu      sync.Mutex
+	subs    map[string]*subscription // live and in-progress subscriptions by channel
+	removed bool
+}
+
+// lookup returns the client's subscription to name and the channel state
+// it is registered with (nil while not registered yet).
+func (c *client) lookup(name string) (*subscription, *channel) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.subs[name]
+	if s == nil {
+		return nil, nil
+	}
+	return s, s.ch
+}
+
+// New validates cfg and returns a Hub that is not running yet.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Broker == nil {
+		return nil, errors.New("hub: Config.Broker is required")
+	}
+	if cfg.Presence == nil {
+		return nil, errors.New("hub: Config.Presence is required")
+	}
+	if cfg.Namespaces == nil {
+		return nil, errors.New("hub: Config.Namespaces is required")
+	}
+	cfg.withDefaults()
+	if cfg.NodeID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.NodeID = hex.EncodeToString(b[:])
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName = cfg.NodeID
+	}
+	h := &Hub{
+		cfg:       cfg,
+		nodeID:    cfg.NodeID,
+		started:   time.Now(),
+		clients:   make(map[string]*client),
+		users:     make(map[string]map[string]*client),
+		seed:      maphash.MakeSeed(),
+		cleanups:  make(chan cleanupTask, cleanupQueueSize),
+		reconnect: make(chan struct{}, 1),
+		nodes:     make(map[string]*NodeInfo),
+		loopDone:  make(chan struct{}),
+	}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*channel)
+	}
+	return h, nil
+}
+
+// NodeID returns this node's id.
+func (h *Hub) NodeID() string { return h.nodeID }
+
+// Run starts the broker (Broker.Run with the hub as its EventHandler) and
+// the hub's background goroutine (presence refresh, node info, deferred
+// cleanups, gap checks after broker reconnects). It returns once the broker
+// is ready. ctx bounds the start only. Calling Run again is a no-op; after
+// Shutdown it returns ErrShuttingDown.
+func (h *Hub) Run(ctx context.Context) error {
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
+	if h.closing.Load() {
+		return ErrShuttingDown
+	}
+	if h.running {
+		return nil
+	}
+	if err := h.cfg.Broker.Run(ctx, h); err != nil {
+		return fmt.Errorf("hub: start broker: %w", err)
+	}
+	h.running = true
+	h.loopCtx, h.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go h.loop()
+	h.ready.Store(true)
+	return nil
+}
+
+// Shutdown stops accepting clients and subscriptions, asks every local
+// client to disconnect with wire.DisconnectShutdown (sessions then call
+// RemoveClient), and stops the background goroutine, waiting for it or
+// until ctx is done. It does not close the Broker or PresenceManager,
+// which belong to the caller. Idempotent; safe to call without Run.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.runMu.Lock()
+	h.closing.Store(true)
+	running := h.running
+	h.runMu.Unlock()
+
+	h.stopOnce.Do(func() {
+		h.clientsMu.RLock()
+		subs := make([]Subscriber, 0, len(h.clients))
+		for _, c := range h.clients {
+			subs = append(subs, c.sub)
+		}
+		h.clientsMu.RUnlock()
+		for _, s := range subs {
+			s.ServerDisconnect(wire.DisconnectShutdown, "server shutting down")
+		}
+		if running {
+			h.stop()
+		}
+	})
+	if !running {
+		return nil
+	}
+	select {
+	case <-h.loopDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hub: shutdown: %w", ctx.Err())
+	}
+}
+
+// AddClient registers a connected client so it can subscribe and be
+// reached by SendToUser, Disconnect and ServerUnsubscribe. It fails with
+// ErrConnectionLimit when the user already holds MaxConnectionsPerUser
+// connections on this node, ErrClientExists for a duplicate client id, and
+// ErrShuttingDown during Shutdown.
+func (h *Hub) AddClient(sub Subscriber) error {
+	if h.closing.Load() {
+		return ErrShuttingDown
+	}
+	c := &client{sub: sub, id: sub.ClientID(), user: sub.UserID(), subs: make(map[string]*subscription)}
+	h.clientsMu.Lock()
+	defer h.clientsMu.Unlock()
+	if _, ok := h.clients[c.id]; ok {
+		return fmt.Errorf("hub: add client %q: %w", c.id, ErrClientExists)
+	}
+	if c.user != "" {
+		byID := h.users[c.user]
+		if limit := h.cfg.MaxConnectionsPerUser; limit > 0 && len(byID) >= limit {
+			return fmt.Errorf("hub: add client of user %q: %w", c.user, ErrConnectionLimit)
+		}
+		if byID == nil {
+			byID = make(map[string]*client)
+			h.users[c.user] = byID
+		}
+		byID[c.id] = c
+	}
+	h.clients[c.id] = c
+	return nil
+}
+
+// RemoveClient unregisters a client and removes all its subscriptions
+// (presence entries and leave events included). Sessions call it when the
+// connection ends, whatever the reason. Unknown clients are ignored. ctx
+// bounds the broker calls for presence and leave events.
+func (h *Hub) RemoveClient(ctx context.Context, sub Subscriber) {
+	id := sub.ClientID()
+	h.clientsMu.Lock()
+	c := h.clients[id]
+	if c == nil || c.sub != sub {
+		h.clientsMu.Unlock()
+		return
+	}
+	delete(h.clients, id)
+	if c.user != "" {
+		if byID := h.users[c.user]; byID != nil {
+			delete(byID, id)
+			if len(byID) == 0 {
+				delete(h.users, c.user)
+			}
+		}
+	}
+	h.clientsMu.Unlock()
+
+	c.mu.Lock()
+	c.removed = true
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		h.unsubscribe(ctx, s)
+	}
+}
+
+func (h *Hub) lookupClient(sub Subscriber) *client {
+	h.clientsMu.RLock()
+	c := h.clients[sub.ClientID()]
+	h.clientsMu.RUnlock()
+	if c == nil || c.sub != sub {
+		return nil
+	}
+	return c
+}
+
+// userClients returns the registered subscribers of user, optionally only
+// the one with client id clientID.
+func (h *Hub) userClients(user, clientID string) []*client {
+	h.clientsMu.RLock()
+	defer h.clientsMu.RUnlock()
+	if user == "" {
+		if c := h.clients[clientID]; c != nil {
+			return []*client{c}
+		}
+		return nil
+	}
+	byID := h.users[user]
+	if clientID != "" {
+		if c := byID[clientID]; c != nil {
+			return []*client{c}
+		}
+		return nil
+	}
+	out := make([]*client, 0, len(byID))
+	for _, c := range byID {
+		out = append(out, c)
+	}
+	return out
+}
+
+// resolve validates a channel name and returns its namespace options.
+func (h *Hub) resolve(channel string) (ChannelOptions, error) {
+	if err := ValidateChannel(channel); err != nil {
+		return ChannelOptions{}, err
+	}
+	ns := Namespace(channel)
+	opts, ok := h.cfg.Namespaces.Namespace(ns)
+	if !ok {
+		return ChannelOptions{}, fmt.Errorf("%w %q", ErrUnknownNamespace, ns)
+	}
+	return opts, nil
+}
+
+// ChannelOptions validates channel and returns the options of its
+// namespace, for permission checks that belong to the caller (client
+// publish, history and presence).
+func (h *Hub) ChannelOptions(channel string) (ChannelOptions, error) {
+	return h.resolve(channel)
+}
+
+func (h *Hub) shardFor(channel string) *shard {
+	return &h.shards[maphash.String(h.seed, channel)%numShards]
+}
+
+func (h *Hub) lookupChannel(name string) *channel {
+	sh := h.shardFor(name)
+	sh.mu.RLock()
+	ch := sh.channels[name]
+	sh.mu.RUnlock()
+	return ch
+}
+
+// channelsSnapshot returns every channel state at the time of the call.
+func (h *Hub) channelsSnapshot() []*channel {
+	var out []*channel
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, ch := range sh.channels {
+			out = append(out, ch)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// Channels returns the channels with subscribers on this node and how many
+// local subscribers each has.
+func (h *Hub) Channels() map[string]int {
+	out := make(map[string]int)
+	for _, ch := range h.channelsSnapshot() {
+		ch.mu.Lock()
+		n := len(ch.live)
+		ch.mu.Unlock()
+		if n > 0 {
+			out[ch.name] = n
+		}
+	}
+	return out
+}
+
+// NumSubscribers returns the number of local subscribers of channel.
+func (h *Hub) NumSubscribers(channel string) int {
+	ch := h.lookupChannel(channel)
+	if ch == nil {
+		return 0
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return len(ch.live)
+}

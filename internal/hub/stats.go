@@ -1,0 +1,166 @@
+package hub
+
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// counters are the hub's monotonic counters, read through Hub.Counters.
+type counters struct {
+	publicationsIn     atomic.Uint64
+	published          atomic.Uint64
+	deliveries         atomic.Uint64
+	subscribes         atomic.Uint64
+	unsubscribes       atomic.Uint64
+	serverUnsubscribes atomic.Uint64
+	recovered          atomic.Uint64
+	notRecovered       atomic.Uint64
+	gaps               atomic.Uint64
+	duplicates         atomic.Uint64
+	insufficientState  atomic.Uint64
+	recoveryOverflows  atomic.Uint64
+	recoveryTimeouts   atomic.Uint64
+	controlIn          atomic.Uint64
+	controlErrors      atomic.Uint64
+	brokerErrors       atomic.Uint64
+	presenceErrors     atomic.Uint64
+	cleanupsDropped    atomic.Uint64
+}
+
+// Counters is a snapshot of the hub's monotonic counters, for metrics.
+type Counters struct {
+	// PublicationsReceived counts publications the broker delivered to
+	// this node; Published counts successful Publish calls on this node.
+	PublicationsReceived uint64
+	Published            uint64
+	// Deliveries counts Subscriber.Deliver calls (pushes handed to local
+	// subscribers).
+	Deliveries uint64
+	// Subscribes and Unsubscribes count successful client subscribes
+	// (replies sent) and client unsubscribes; ServerUnsubscribes counts subscriptions the
+	// server removed (API, insufficient state).
+	Subscribes         uint64
+	Unsubscribes       uint64
+	ServerUnsubscribes uint64
+	// Recovered and NotRecovered count subscribes with Since by outcome.
+	Recovered    uint64
+	NotRecovered uint64
+	// Gaps counts live publications that did not follow the previous
+	// one; Duplicates counts publications dropped as already delivered;
+	// InsufficientState counts subscribers told to resubscribe.
+	Gaps              uint64
+	Duplicates        uint64
+	InsufficientState uint64
+	// RecoveryOverflows counts subscribes that failed because too many
+	// live publications arrived while history was read; RecoveryTimeouts
+	// counts subscribes whose wait for live delivery to reach the history
+	// position ran out (publications were lost; see Hub.Subscribe).
+	RecoveryOverflows uint64
+	RecoveryTimeouts  uint64
+	// ControlReceived counts control messages handled; ControlErrors
+	// malformed ones dropped.
+	ControlReceived uint64
+	ControlErrors   uint64
+	// BrokerErrors and PresenceErrors count failed broker and presence
+	// calls, including those made in the background.
+	BrokerErrors   uint64
+	PresenceErrors uint64
+	// CleanupsDropped counts deferred presence/leave updates dropped
+	// because the cleanup queue was full (presence then expires by TTL).
+	CleanupsDropped uint64
+}
+
+// Counters returns a snapshot of the hub's counters. Safe for concurrent
+// use; cheap enough to call on every metrics scrape.
+func (h *Hub) Counters() Counters {
+	c := &h.counters
+	return Counters{
+		PublicationsReceived: c.publicationsIn.Load(),
+		Published:            c.published.Load(),
+		Deliveries:           c.deliveries.Load(),
+		Subscribes:           c.subscribes.Load(),
+		Unsubscribes:         c.unsubscribes.Load(),
+		ServerUnsubscribes:   c.serverUnsubscribes.Load(),
+		Recovered:            c.recovered.Load(),
+		NotRecovered:         c.notRecovered.Load(),
+		Gaps:                 c.gaps.Load(),
+		Duplicates:           c.duplicates.Load(),
+		InsufficientState:    c.insufficientState.Load(),
+		RecoveryOverflows:    c.recoveryOverflows.Load(),
+		RecoveryTimeouts:     c.recoveryTimeouts.Load(),
+		ControlReceived:      c.controlIn.Load(),
+		ControlErrors:        c.controlErrors.Load(),
+		BrokerErrors:         c.brokerErrors.Load(),
+		PresenceErrors:       c.presenceErrors.Load(),
+		CleanupsDropped:      c.cleanupsDropped.Load(),
+	}
+}
+
+// NodeInfo describes one node of the cluster as it last reported itself.
+type NodeInfo struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Clients is the number of registered connections, Users the number
+	// of distinct authenticated users among them.
+	Clients int `json:"clients"`
+	Users   int `json:"users"`
+	// Channels with local subscribers, and Subscriptions summed over them.
+	Channels      int `json:"channels"`
+	Subscriptions int `json:"subscriptions"`
+	// UptimeSeconds since the node's hub was created.
+	UptimeSeconds int64 `json:"uptime"`
+	// Updated is when this node received the report (local clock; not
+	// transmitted).
+	Updated time.Time `json:"-"`
+}
+
+// LocalInfo returns this node's current stats.
+func (h *Hub) LocalInfo() NodeInfo {
+	h.clientsMu.RLock()
+	clients, users := len(h.clients), len(h.users)
+	h.clientsMu.RUnlock()
+	n := NodeInfo{
+		ID:            h.nodeID,
+		Name:          h.cfg.NodeName,
+		Version:       h.cfg.Version,
+		Clients:       clients,
+		Users:         users,
+		UptimeSeconds: int64(time.Since(h.started) / time.Second),
+		Updated:       time.Now(),
+	}
+	for _, ch := range h.channelsSnapshot() {
+		ch.mu.Lock()
+		k := len(ch.live)
+		ch.mu.Unlock()
+		if k > 0 {
+			n.Channels++
+			n.Subscriptions += k
+		}
+	}
+	return n
+}
+
+// Nodes returns the live nodes of the cluster, this one included with its
+// current stats, sorted by id. A node is live while its reports arrive at
+// least every three NodeInfoIntervals.
+func (h *Hub) Nodes() []NodeInfo {
+	self := h.LocalInfo()
+	out := []NodeInfo{self}
+	cutoff := time.Now().Add(-3 * h.cfg.NodeInfoInterval)
+	h.nodesMu.Lock()
+	for id, n := range h.nodes {
+		if id == self.ID {
+			continue
+		}
+		if n.Updated.Before(cutoff) {
+			delete(h.nodes, id)
+			continue
+		}
+		out = append(out, *n)
+	}
+	h.nodesMu.Unlock()
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}

@@ -1,0 +1,575 @@
+// Package membroker is herald's in-memory Broker and PresenceManager, for a
+// single node (the default). History, stream positions and presence live in
+// this process and are lost on restart; every stream then starts a new
+// epoch, so clients notice that they cannot recover.
+//
+// # Ordering
+//
+// Publish holds the channel's lock while it assigns the offset, appends to
+// history and calls EventHandler.HandlePublication, so the handler sees a
+// channel's publications one at a time in offset order, and a history read
+// (which takes the same lock) never observes a publication the handler has
+// not been given. Join and leave events take the same lock. Control
+// messages are handed to the handler on the publisher's goroutine.
+// Consequently the handler must not call back into the Broker for the same
+// channel from HandlePublication, HandleJoin or HandleLeave.
+//
+// # Expiry
+//
+// Publications older than HistoryTTL are dropped lazily on every access to
+// the channel and by one janitor goroutine that also forgets streams whose
+// metadata TTL ran out (their next publication starts a new epoch) and
+// expired presence entries. The janitor is started by New and stopped by
+// Close; there is no timer per channel.
+package membroker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/hub"
+)
+
+// ErrClosed is returned by every operation after Close.
+var ErrClosed = errors.New("membroker: closed")
+
+// DefaultHistoryMetaTTL is how long a stream's position outlives its last
+// publication when neither PublishOptions nor Options say otherwise.
+const DefaultHistoryMetaTTL = 24 * time.Hour
+
+// DefaultPresenceTTL applies to AddPresence calls with ttl 0.
+const DefaultPresenceTTL = 60 * time.Second
+
+// Options configure a Broker. The zero value is ready for production.
+type Options struct {
+	// HistoryMetaTTL is the default for PublishOptions.HistoryMetaTTL and
+	// HistoryOptions.MetaTTL when they are 0. 0 means 24h.
+	HistoryMetaTTL time.Duration
+	// JanitorInterval is how often expired history, stream metadata and
+	// presence are purged from memory. 0 means 1s. Expiry is also applied
+	// on every read, so this only bounds memory, not visibility.
+	JanitorInterval time.Duration
+	// Now is the clock; nil means time.Now. Tests inject a fake clock to
+	// check expiry without waiting.
+	Now func() time.Time
+}
+
+// Broker is the in-memory hub.Broker and hub.PresenceManager. It is safe for
+// concurrent use. Create it with New and release it with Close.
+type Broker struct {
+	opts Options
+
+	handler atomic.Pointer[handlerBox]
+
+	mu       sync.RWMutex
+	channels map[string]*channelState
+
+	presMu   sync.Mutex
+	presence map[string]map[string]presenceEntry
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+type handlerBox struct{ h hub.EventHandler }
+
+// channelState is one channel's subscription flag and stream. Guarded by mu.
+type channelState struct {
+	mu sync.Mutex
+	// dead is set when the janitor removed the state from the map; a
+	// caller that locked it afterwards looks the channel up again.
+	dead       bool
+	subscribed bool
+
+	hasStream   bool
+	epoch       string
+	offset      uint64
+	metaExpires time.Time
+	// ring holds the retained publications, oldest at head.
+	ring []entry
+	head int
+	n    int
+}
+
+type entry struct {
+	pub     *hub.Publication
+	expires time.Time // zero: no expiry by age
+}
+
+type presenceEntry struct {
+	info    *hub.ClientInfo
+	expires time.Time
+}
+
+var (
+	_ hub.Broker          = (*Broker)(nil)
+	_ hub.PresenceManager = (*Broker)(nil)
+)
+
+// New returns a Broker and starts its janitor goroutine; Close stops it.
+func New(opts Options) *Broker {
+	if opts.HistoryMetaTTL <= 0 {
+		opts.HistoryMetaTTL = DefaultHistoryMetaTTL
+	}
+	if opts.JanitorInterval <= 0 {
+		opts.JanitorInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	b := &Broker{
+		opts:     opts,
+		channels: make(map[string]*channelState),
+		presence: make(map[string]map[string]presenceEntry),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go b.janitor()
+	return b
+}
+
+// Run implements hub.Broker: events go to h from now on.
+func (b *Broker) Run(_ context.Context, h hub.EventHandler) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.handler.Store(&handlerBox{h})
+	return nil
+}
+
+func (b *Broker) eventHandler() hub.EventHandler {
+	if hb := b.handler.Load(); hb != nil && !b.closed.Load() {
+		return hb.h
+	}
+	return nil
+}
+
+// Close implements hub.Broker and hub.PresenceManager: it stops the janitor
+// and event delivery. Idempotent.
+func (b *Broker) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		close(b.stop)
+	})
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("membroker: close: %w", ctx.Err())
+	}
+}
+
+// lockChannel returns the locked state of channel, creating it when create
+// is set (otherwise it may return nil).
+func (b *Broker) lockChannel(channel string, create bool) *channelState {
+	for {
+		b.mu.RLock()
+		cs := b.channels[channel]
+		b.mu.RUnlock()
+		if cs == nil {
+			if !create {
+				return nil
+			}
+			b.mu.Lock()
+			cs = b.channels[channel]
+			if cs == nil {
+				cs = &channelState{}
+				b.channels[channel] = cs
+			}
+			b.mu.Unlock()
+		}
+		cs.mu.Lock()
+		if !cs.dead {
+			return cs
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// Subscribe implements hub.Broker.
+func (b *Broker) Subscribe(_ context.Context, channel string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	cs := b.lockChannel(channel, true)
+	cs.subscribed = true
+	cs.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe implements hub.Broker.
+func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if cs := b.lockChannel(channel, false); cs != nil {
+		cs.subscribed = false
+		cs.mu.Unlock()
+	}
+	return nil
+}
+
+func newEpoch() string {
+	var buf [8]byte
+	_, _ = rand.Read(buf[:])
+	return base64.RawURLEncoding.EncodeToString(buf[:])
+}
+
+func (b *Broker) metaTTL(ttl time.Duration) time.Duration {
+	if ttl > 0 {
+		return ttl
+	}
+	return b.opts.HistoryMetaTTL
+}
+
+// expire drops the stream when its metadata TTL ran out and publications
+// whose HistoryTTL ran out.
+func (cs *channelState) expire(now time.Time) {
+	if cs.hasStream && !now.Before(cs.metaExpires) {
+		cs.hasStream = false
+		cs.epoch = ""
+		cs.offset = 0
+		cs.clearRing()
+		return
+	}
+	for cs.n > 0 {
+		e := &cs.ring[cs.head]
+		if e.expires.IsZero() || now.Before(e.expires) {
+			break
+		}
+		*e = entry{}
+		cs.head = (cs.head + 1) % len(cs.ring)
+		cs.n--
+	}
+}
+
+func (cs *channelState) clearRing() {
+	clear(cs.ring)
+	cs.head, cs.n = 0, 0
+}
+
+// ensureStream starts a new epoch when the channel has none.
+func (cs *channelState) ensureStream(now time.Time, metaTTL time.Duration) {
+	if cs.hasStream {
+		return
+	}
+	cs.hasStream = true
+	cs.epoch = newEpoch()
+	cs.offset = 0
+	cs.metaExpires = now.Add(metaTTL)
+	cs.clearRing()
+}
+
+// resize makes the ring hold size entries, keeping the newest ones.
+func (cs *channelState) resize(size int) {
+	if len(cs.ring) == size {
+		return
+	}
+	ring := make([]entry, size)
+	keep := min(cs.n, size)
+	for i := range keep {
+		ring[i] = cs.ring[(cs.head+cs.n-keep+i)%len(cs.ring)]
+	}
+	cs.ring, cs.head, cs.n = ring, 0, keep
+}
+
+func (cs *channelState) append(e entry) {
+	if cs.n == len(cs.ring) {
+		cs.ring[cs.head] = e
+		cs.head = (cs.head + 1) % len(cs.ring)
+		return
+	}
+	cs.ring[(cs.head+cs.n)%len(cs.ring)] = e
+	cs.n++
+}
+
+// Publish implements hub.Broker. pub is copied; the copy (with its offset)
+// is stored and delivered.
+func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
+	if b.closed.Load() {
+		return hub.StreamPosition{}, ErrClosed
+	}
+	if opts.HistorySize < 0 {
+		return hub.StreamPosition{}, fmt.Errorf("membroker: publish to %q: negative history size %d", channel, opts.HistorySize)
+	}
+	now := b.opts.Now()
+	p := *pub
+	p.Offset = 0
+	var pos hub.StreamPosition
+	cs := b.lockChannel(channel, true)
+	defer cs.mu.Unlock()
+	if opts.HistorySize > 0 {
+		metaTTL := b.metaTTL(opts.HistoryMetaTTL)
+		cs.expire(now)
+		cs.ensureStream(now, metaTTL)
+		cs.resize(opts.HistorySize)
+		cs.offset++
+		p.Offset = cs.offset
+		e := entry{pub: &p}
+		if opts.HistoryTTL > 0 {
+			e.expires = now.Add(opts.HistoryTTL)
+		}
+		cs.append(e)
+		cs.metaExpires = now.Add(metaTTL)
+		pos = hub.StreamPosition{Offset: cs.offset, Epoch: cs.epoch}
+	}
+	if h := b.eventHandler(); h != nil && cs.subscribed {
+		h.HandlePublication(channel, &p, pos)
+	}
+	return pos, nil
+}
+
+// PublishJoin implements hub.Broker.
+func (b *Broker) PublishJoin(_ context.Context, channel string, info *hub.ClientInfo) error {
+	return b.publishEvent(channel, info, true)
+}
+
+// PublishLeave implements hub.Broker.
+func (b *Broker) PublishLeave(_ context.Context, channel string, info *hub.ClientInfo) error {
+	return b.publishEvent(channel, info, false)
+}
+
+func (b *Broker) publishEvent(channel string, info *hub.ClientInfo, join bool) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	h := b.eventHandler()
+	if h == nil {
+		return nil
+	}
+	cs := b.lockChannel(channel, false)
+	if cs == nil {
+		return nil
+	}
+	defer cs.mu.Unlock()
+	if !cs.subscribed {
+		return nil
+	}
+	if join {
+		h.HandleJoin(channel, info)
+	} else {
+		h.HandleLeave(channel, info)
+	}
+	return nil
+}
+
+// PublishControl implements hub.Broker: the handler gets data on the
+// caller's goroutine.
+func (b *Broker) PublishControl(_ context.Context, data []byte) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if h := b.eventHandler(); h != nil {
+		h.HandleControl(data)
+	}
+	return nil
+}
+
+// History implements hub.Broker.
+func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error) {
+	if b.closed.Load() {
+		return hub.HistoryResult{}, ErrClosed
+	}
+	now := b.opts.Now()
+	cs := b.lockChannel(channel, true)
+	defer cs.mu.Unlock()
+	cs.expire(now)
+	cs.ensureStream(now, b.metaTTL(opts.MetaTTL))
+	res := hub.HistoryResult{Position: hub.StreamPosition{Offset: cs.offset, Epoch: cs.epoch}}
+	if opts.Limit == 0 || cs.n == 0 {
+		return res, nil
+	}
+	if opts.Since != nil && opts.Since.Epoch != cs.epoch {
+		return res, nil
+	}
+	// Retained offsets are contiguous: offset-n+1 .. offset.
+	first := cs.offset - uint64(cs.n) + 1
+	from := first
+	if opts.Since != nil && opts.Since.Offset >= first {
+		from = opts.Since.Offset + 1
+	}
+	if from > cs.offset {
+		return res, nil
+	}
+	count := int(cs.offset - from + 1)
+	if opts.Limit > 0 && opts.Limit < count {
+		count = opts.Limit
+	}
+	pubs := make([]*hub.Publication, count)
+	skip := int(from - first)
+	for i := range count {
+		var idx int
+		if opts.Reverse {
+			idx = cs.n - 1 - i // newest first
+		} else {
+			idx = skip + i
+		}
+		pubs[i] = cs.ring[(cs.head+idx)%len(cs.ring)].pub
+	}
+	res.Publications = pubs
+	return res, nil
+}
+
+// RemoveHistory implements hub.Broker: the retained publications go, the
+// epoch and offset stay.
+func (b *Broker) RemoveHistory(_ context.Context, channel string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if cs := b.lockChannel(channel, false); cs != nil {
+		cs.clearRing()
+		cs.mu.Unlock()
+	}
+	return nil
+}
+
+// AddPresence implements hub.PresenceManager. ttl 0 means
+// DefaultPresenceTTL.
+func (b *Broker) AddPresence(_ context.Context, channel, clientID string, info *hub.ClientInfo, ttl time.Duration) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if ttl <= 0 {
+		ttl = DefaultPresenceTTL
+	}
+	exp := b.opts.Now().Add(ttl)
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	m := b.presence[channel]
+	if m == nil {
+		m = make(map[string]presenceEntry)
+		b.presence[channel] = m
+	}
+	m[clientID] = presenceEntry{info: info, expires: exp}
+	return nil
+}
+
+// RemovePresence implements hub.PresenceManager.
+func (b *Broker) RemovePresence(_ context.Context, channel, clientID string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	if m := b.presence[channel]; m != nil {
+		delete(m, clientID)
+		if len(m) == 0 {
+			delete(b.presence, channel)
+		}
+	}
+	return nil
+}
+
+// Presence implements hub.PresenceManager. The returned map is the
+// caller's; the infos are shared and read-only.
+func (b *Broker) Presence(_ context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
+	now := b.opts.Now()
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	out := make(map[string]*hub.ClientInfo, len(b.presence[channel]))
+	for id, e := range b.presence[channel] {
+		if now.Before(e.expires) {
+			out[id] = e.info
+		}
+	}
+	return out, nil
+}
+
+// PresenceStats implements hub.PresenceManager.
+func (b *Broker) PresenceStats(_ context.Context, channel string) (hub.PresenceStats, error) {
+	if b.closed.Load() {
+		return hub.PresenceStats{}, ErrClosed
+	}
+	now := b.opts.Now()
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	var st hub.PresenceStats
+	users := make(map[string]struct{})
+	for _, e := range b.presence[channel] {
+		if !now.Before(e.expires) {
+			continue
+		}
+		st.NumClients++
+		if e.info != nil && e.info.User != "" {
+			users[e.info.User] = struct{}{}
+		}
+	}
+	st.NumUsers = len(users)
+	return st, nil
+}
+
+// janitor purges expired state every JanitorInterval until Close.
+func (b *Broker) janitor() {
+	defer close(b.done)
+	t := time.NewTicker(b.opts.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.purge()
+		}
+	}
+}
+
+// purge drops expired history, streams and presence, and forgets channels
+// with neither a stream nor a subscription.
+func (b *Broker) purge() {
+	now := b.opts.Now()
+	b.mu.RLock()
+	states := make(map[string]*channelState, len(b.channels))
+	for name, cs := range b.channels {
+		states[name] = cs
+	}
+	b.mu.RUnlock()
+	var unused []string
+	for name, cs := range states {
+		cs.mu.Lock()
+		cs.expire(now)
+		if !cs.hasStream && !cs.subscribed {
+			unused = append(unused, name)
+		}
+		cs.mu.Unlock()
+	}
+	if len(unused) > 0 {
+		b.mu.Lock()
+		for _, name := range unused {
+			cs := b.channels[name]
+			if cs == nil {
+				continue
+			}
+			cs.mu.Lock()
+			if !cs.hasStream && !cs.subscribed {
+				cs.dead = true
+				delete(b.channels, name)
+			}
+			cs.mu.Unlock()
+		}
+		b.mu.Unlock()
+	}
+
+	b.presMu.Lock()
+	for channel, m := range b.presence {
+		for id, e := range m {
+			if !now.Before(e.expires) {
+				delete(m, id)
+			}
+		}
+		if len(m) == 0 {
+			delete(b.presence, channel)
+		}
+	}
+	b.presMu.Unlock()
+}

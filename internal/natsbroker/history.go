@@ -1,0 +1,390 @@
+package natsbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/internal/brokercodec"
+	"github.com/heraldhq/herald/internal/hub"
+)
+
+// Message headers. Every message of a history subject carries kind, offset,
+// epoch and meta TTL; publications also carry the history size and TTL in
+// force when they were published.
+const (
+	hdrKind    = "Herald-Kind"
+	hdrOffset  = "Herald-Offset"
+	hdrEpoch   = "Herald-Epoch"
+	hdrSize    = "Herald-Size"
+	hdrTTL     = "Herald-TTL"      // history TTL in ms, 0 none
+	hdrMetaTTL = "Herald-Meta-TTL" // ms after storage when the stream is forgotten
+)
+
+// Message kinds.
+const (
+	kindPublication = "p"
+	kindJoin        = "j"
+	kindLeave       = "l"
+	kindEpoch       = "e" // starts an epoch at offset 0
+	kindRemoved     = "r" // hides every earlier publication
+)
+
+// streamHead is the last message of a channel's history subject: the
+// channel's stream position.
+type streamHead struct {
+	seq     uint64 // stream sequence, for optimistic concurrency
+	kind    string
+	offset  uint64
+	epoch   string
+	size    int
+	metaTTL time.Duration
+	stored  time.Time
+}
+
+func (h *streamHead) expired(now time.Time) bool {
+	return !now.Before(h.stored.Add(h.metaTTL))
+}
+
+// ms formats d in whole milliseconds, rounding a positive d up to 1ms.
+func ms(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(max(int64(d/time.Millisecond), 1), 10)
+}
+
+func parseMS(s string) time.Duration {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return time.Duration(n) * time.Millisecond
+}
+
+func (b *Broker) historyStream() jetstream.Stream { return *b.stream.Load() }
+
+// head reads the last message of subject; nil when there is none.
+func (b *Broker) head(ctx context.Context, subject string) (*streamHead, error) {
+	m, err := b.historyStream().GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseHead(m)
+}
+
+func parseHead(m *jetstream.RawStreamMsg) (*streamHead, error) {
+	h := &streamHead{
+		seq:     m.Sequence,
+		kind:    m.Header.Get(hdrKind),
+		epoch:   m.Header.Get(hdrEpoch),
+		metaTTL: parseMS(m.Header.Get(hdrMetaTTL)),
+		stored:  m.Time,
+	}
+	var err error
+	if h.offset, err = strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64); err != nil || h.epoch == "" {
+		return nil, fmt.Errorf("history message %d has no valid position", m.Sequence)
+	}
+	h.size, _ = strconv.Atoi(m.Header.Get(hdrSize))
+	return h, nil
+}
+
+// isConflict reports a failed Nats-Expected-Last-Subject-Sequence check:
+// another append won; the caller reads the new head and retries.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+func isStreamMissing(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound
+}
+
+// appendMsg appends m to the history stream if subject's last message is
+// still expectSeq.
+func (b *Broker) appendMsg(ctx context.Context, m *nats.Msg, expectSeq uint64) (uint64, error) {
+	ack, err := b.js.PublishMsg(ctx, m,
+		jetstream.WithExpectStream(b.streamName),
+		jetstream.WithExpectLastSequencePerSubject(expectSeq))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// retry runs attempt until it reports done, retrying conflicts and
+// recreating the stream once if a restarted server lost it.
+func (b *Broker) retry(ctx context.Context, op, channel string, attempt func(ctx context.Context) (bool, error)) error {
+	octx, cancel := context.WithTimeout(ctx, b.opts.OpTimeout)
+	defer cancel()
+	recreated := false
+	for {
+		done, err := attempt(octx)
+		switch {
+		case err == nil && done:
+			return nil
+		case err == nil || isConflict(err):
+			if octx.Err() != nil {
+				return b.wrapErr(ctx, op, channel, octx.Err())
+			}
+			continue
+		case isStreamMissing(err) && !recreated:
+			recreated = true
+			if err := b.ensureStorage(octx); err != nil {
+				return err
+			}
+			continue
+		default:
+			return b.wrapErr(ctx, op, channel, err)
+		}
+	}
+}
+
+func (b *Broker) metaTTL(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return b.opts.HistoryMetaTTL
+}
+
+// startEpoch appends an epoch marker after h (nil: the subject is empty)
+// and drops the older messages. It returns the new head.
+func (b *Broker) startEpoch(ctx context.Context, subject string, h *streamHead, metaTTL time.Duration) (*streamHead, error) {
+	var expect uint64
+	if h != nil {
+		expect = h.seq
+	}
+	nh := &streamHead{kind: kindEpoch, epoch: newEpoch(), metaTTL: metaTTL}
+	m := nats.NewMsg(subject)
+	m.Header.Set(hdrKind, kindEpoch)
+	m.Header.Set(hdrOffset, "0")
+	m.Header.Set(hdrEpoch, nh.epoch)
+	m.Header.Set(hdrMetaTTL, ms(metaTTL))
+	seq, err := b.appendMsg(ctx, m, expect)
+	if err != nil {
+		return nil, err
+	}
+	nh.seq, nh.stored = seq, time.Now()
+	if h != nil {
+		b.purgeBelow(ctx, subject, seq)
+	}
+	return nh, nil
+}
+
+// purgeBelow drops subject's messages older than seq. Best effort: reads
+// ignore them anyway.
+func (b *Broker) purgeBelow(ctx context.Context, subject string, seq uint64) {
+	if err := b.historyStream().Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(seq)); err != nil {
+		b.opts.Logger.Debug("nats history purge failed", "subject", subject, "error", err)
+	}
+}
+
+func (b *Broker) purgeKeep(ctx context.Context, subject string, keep int) {
+	if err := b.historyStream().Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeKeep(uint64(keep))); err != nil {
+		b.opts.Logger.Debug("nats history purge failed", "subject", subject, "error", err)
+	}
+}
+
+// Publish implements hub.Broker.
+func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
+	if err := b.check(); err != nil {
+		return hub.StreamPosition{}, err
+	}
+	if opts.HistorySize < 0 {
+		return hub.StreamPosition{}, fmt.Errorf("natsbroker: publish to %q: negative history size %d", channel, opts.HistorySize)
+	}
+	blob := brokercodec.AppendPublication(nil, pub)
+	if opts.HistorySize == 0 {
+		return hub.StreamPosition{}, b.publishCore(ctx, channel, kindPublication, blob)
+	}
+	subject := b.histSubject(channel)
+	metaTTL := b.metaTTL(opts.HistoryMetaTTL)
+	var pos hub.StreamPosition
+	err := b.retry(ctx, "publish to", channel, func(ctx context.Context) (bool, error) {
+		h, err := b.head(ctx, subject)
+		if err != nil {
+			return false, err
+		}
+		var expect uint64
+		reset := h != nil && h.expired(time.Now())
+		next := hub.StreamPosition{Offset: 1, Epoch: newEpoch()}
+		if h != nil {
+			expect = h.seq
+			if !reset {
+				next = hub.StreamPosition{Offset: h.offset + 1, Epoch: h.epoch}
+			}
+		}
+		m := nats.NewMsg(subject)
+		m.Header.Set(hdrKind, kindPublication)
+		m.Header.Set(hdrOffset, strconv.FormatUint(next.Offset, 10))
+		m.Header.Set(hdrEpoch, next.Epoch)
+		m.Header.Set(hdrSize, strconv.Itoa(opts.HistorySize))
+		m.Header.Set(hdrTTL, ms(opts.HistoryTTL))
+		m.Header.Set(hdrMetaTTL, ms(metaTTL))
+		m.Data = blob
+		seq, err := b.appendMsg(ctx, m, expect)
+		if err != nil {
+			return false, err
+		}
+		pos = next
+		switch {
+		case reset:
+			b.purgeBelow(ctx, subject, seq)
+		case next.Offset%uint64(max(1, opts.HistorySize/8)) == 0:
+			// Keep the subject's physical size near HistorySize; reads
+			// apply the exact limit.
+			b.purgeKeep(ctx, subject, opts.HistorySize)
+		}
+		return true, nil
+	})
+	return pos, err
+}
+
+// storedPub is a publication found in the history subject, not yet decoded.
+type storedPub struct {
+	offset uint64
+	data   []byte
+}
+
+// History implements hub.Broker.
+func (b *Broker) History(ctx context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error) {
+	if err := b.check(); err != nil {
+		return hub.HistoryResult{}, err
+	}
+	subject := b.histSubject(channel)
+	var res hub.HistoryResult
+	err := b.retry(ctx, "history of", channel, func(ctx context.Context) (bool, error) {
+		h, err := b.head(ctx, subject)
+		if err != nil {
+			return false, err
+		}
+		if h == nil || h.expired(time.Now()) {
+			if h, err = b.startEpoch(ctx, subject, h, b.metaTTL(opts.MetaTTL)); err != nil {
+				return false, err
+			}
+		}
+		res = hub.HistoryResult{Position: hub.StreamPosition{Offset: h.offset, Epoch: h.epoch}}
+		if opts.Limit == 0 || h.kind == kindEpoch || (opts.Since != nil && opts.Since.Epoch != h.epoch) {
+			return true, nil
+		}
+		pubs, err := b.readRetained(ctx, subject, h)
+		if err != nil {
+			return false, err
+		}
+		if opts.Since != nil {
+			i, _ := slices.BinarySearchFunc(pubs, opts.Since.Offset+1, func(p storedPub, o uint64) int {
+				return cmpUint(p.offset, o)
+			})
+			pubs = pubs[i:]
+		}
+		if opts.Reverse {
+			slices.Reverse(pubs)
+		}
+		if opts.Limit > 0 && len(pubs) > opts.Limit {
+			pubs = pubs[:opts.Limit]
+		}
+		res.Publications = make([]*hub.Publication, 0, len(pubs))
+		for _, sp := range pubs {
+			p, err := brokercodec.DecodePublication(sp.data)
+			if err != nil {
+				return false, fmt.Errorf("publication %d: %w", sp.offset, err)
+			}
+			p.Offset = sp.offset
+			res.Publications = append(res.Publications, p)
+		}
+		return true, nil
+	})
+	return res, err
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readRetained returns the publications of h's epoch that are visible: after
+// the last marker, within the newest h.size offsets, not expired; oldest
+// first.
+func (b *Broker) readRetained(ctx context.Context, subject string, h *streamHead) ([]storedPub, error) {
+	if h.kind != kindPublication && h.kind != kindRemoved {
+		return nil, nil
+	}
+	var lowest uint64 // publications must have offsets above this
+	if uint64(h.size) < h.offset {
+		lowest = h.offset - uint64(h.size)
+	}
+	now := time.Now()
+	var out []storedPub
+	for seq := uint64(1); seq <= h.seq; {
+		m, err := b.historyStream().GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m.Sequence > h.seq {
+			break // appended after the head was read
+		}
+		seq = m.Sequence + 1
+		kind := m.Header.Get(hdrKind)
+		if kind != kindPublication {
+			out = out[:0] // markers hide everything before them
+			continue
+		}
+		off, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+		if err != nil || m.Header.Get(hdrEpoch) != h.epoch || off <= lowest {
+			continue
+		}
+		if ttl := parseMS(m.Header.Get(hdrTTL)); ttl > 0 && !now.Before(m.Time.Add(ttl)) {
+			continue
+		}
+		out = append(out, storedPub{offset: off, data: m.Data})
+	}
+	return out, nil
+}
+
+// RemoveHistory implements hub.Broker: a marker hides the publications and
+// keeps the position; the hidden messages are then purged.
+func (b *Broker) RemoveHistory(ctx context.Context, channel string) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	subject := b.histSubject(channel)
+	return b.retry(ctx, "remove history of", channel, func(ctx context.Context) (bool, error) {
+		h, err := b.head(ctx, subject)
+		if err != nil {
+			return false, err
+		}
+		if h == nil || h.expired(time.Now()) || h.kind != kindPublication {
+			return true, nil // nothing visible to remove
+		}
+		m := nats.NewMsg(subject)
+		m.Header.Set(hdrKind, kindRemoved)
+		m.Header.Set(hdrOffset, strconv.FormatUint(h.offset, 10))
+		m.Header.Set(hdrEpoch, h.epoch)
+		m.Header.Set(hdrSize, strconv.Itoa(h.size))
+		m.Header.Set(hdrMetaTTL, ms(h.metaTTL))
+		seq, err := b.appendMsg(ctx, m, h.seq)
+		if err != nil {
+			return false, err
+		}
+		b.purgeBelow(ctx, subject, seq)
+		return true, nil
+	})
+}

@@ -1,0 +1,239 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// fallbackState is a Conn's portable-path bookkeeping. The reader goroutine
+// lives as long as the connection and is the only caller of the Handler; a
+// flusher goroutine runs only while the queue is non-empty.
+type fallbackState struct {
+	nc net.Conn
+	// Under Conn.mu:
+	flushing bool          // a flusher goroutine is running
+	resume   chan struct{} // closed by ResumeRead or Close to wake the reader
+}
+
+func (p *Poller) registerFallback(c *Conn, nc net.Conn) error {
+	c.fallback = &fallbackState{nc: nc}
+	// A deadline left from a handshake would fail the reader later; from
+	// now on only Close ends the connection. (Not every net.Conn supports
+	// deadlines: the error is irrelevant.)
+	nc.SetDeadline(time.Time{})
+	if err := p.track(c, true); err != nil {
+		return err
+	}
+	// track succeeded, so Close has not started waiting: the Add is safe.
+	p.wg.Add(1)
+	go c.readLoop()
+	return nil
+}
+
+// readLoop is the fallback connection's reader and its Handler's goroutine.
+// It owns closing the net.Conn and calling finish.
+func (c *Conn) readLoop() {
+	defer c.p.wg.Done()
+	nc := c.fallback.nc
+	if data := c.pendingIn; data != nil {
+		c.pendingIn = nil
+		if len(data) > 0 {
+			c.h.OnData(c, data)
+		}
+	}
+	var err error
+	for c.closeReq.Load() != closeNow {
+		if c.suspended.Load() {
+			c.waitResume()
+			continue
+		}
+		bp := c.p.getReadBuf()
+		n, rerr := nc.Read(*bp)
+		if n > 0 && c.closeReq.Load() != closeNow {
+			c.p.stats.reads.Add(1)
+			c.h.OnData(c, (*bp)[:n])
+		}
+		c.p.putReadBuf(bp)
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	nc.Close()
+	c.mu.Lock()
+	req, lingering := c.closeReq.Load(), c.lingering
+	c.mu.Unlock()
+	switch {
+	case req == closeNow:
+		err = c.closeRequestErr()
+	case errors.Is(err, io.EOF):
+		if lingering {
+			err = nil
+		} else {
+			err = io.EOF
+		}
+	default:
+		err = fmt.Errorf("netpoll: read: %w", err)
+	}
+	c.finish(err)
+}
+
+// waitResume blocks the reader while reading is suspended.
+func (c *Conn) waitResume() {
+	c.mu.Lock()
+	if !c.suspended.Load() || c.closeReq.Load() == closeNow {
+		c.mu.Unlock()
+		return
+	}
+	if c.fallback.resume == nil {
+		c.fallback.resume = make(chan struct{})
+	}
+	ch := c.fallback.resume
+	c.mu.Unlock()
+	<-ch
+}
+
+func (c *Conn) fallbackResume() {
+	c.mu.Lock()
+	if ch := c.fallback.resume; ch != nil {
+		close(ch)
+		c.fallback.resume = nil
+	}
+	c.mu.Unlock()
+}
+
+// fallbackCloseNow unblocks the reader (and a flusher): the reader then
+// closes the net.Conn and finishes the connection. An expired deadline
+// unblocks them without closing here, because closing can block: a
+// *tls.Conn sends close_notify, for up to 5 s. Connections without
+// deadlines are closed here.
+func (c *Conn) fallbackCloseNow() {
+	if c.fallback.nc.SetDeadline(aLongTimeAgo) != nil {
+		c.fallback.nc.Close()
+	}
+	c.fallbackResume()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// fallbackClaimFlusher reports whether the caller must start a flusher
+// (with startFlusher, after unlocking). Called under c.mu. The WaitGroup
+// count is taken here: while the Conn is not done its reader has not
+// called Done, so Poller.Close cannot be past its Wait.
+func (c *Conn) fallbackClaimFlusher() bool {
+	if c.fallback.flushing || c.done {
+		return false
+	}
+	c.fallback.flushing = true
+	c.p.wg.Add(1)
+	return true
+}
+
+// startFlusher starts the flusher claimed by fallbackClaimFlusher.
+func (c *Conn) startFlusher() {
+	go c.flushLoop()
+}
+
+// fallbackLinger shuts down the sending side and lets the reader run until
+// the peer's EOF or the timer; without a timer, or without a way to
+// half-close, it closes at once.
+func (c *Conn) fallbackLinger(wait bool) {
+	if cw, ok := c.fallback.nc.(interface{ CloseWrite() error }); ok && wait {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.requestClose(nil)
+}
+
+// coalesceMax bounds the copy that merges a batch of small buffers into one
+// Write on connections that cannot writev (a TLS connection would otherwise
+// emit a record and a system call per buffer).
+const coalesceMax = 64 << 10
+
+var coalesceBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, coalesceMax)
+	return &b
+}}
+
+// flushLoop writes the queue until it is empty, then exits.
+func (c *Conn) flushLoop() {
+	defer c.p.wg.Done()
+	var batch [][]byte
+	for {
+		c.mu.Lock()
+		ents := c.out.pending()
+		if len(ents) == 0 || c.done {
+			c.fallback.flushing = false
+			linger := !c.done && c.closeReq.Load() == closeAfterFlush && !c.lingering
+			if linger {
+				c.lingering = true
+			}
+			wait := c.timer != nil
+			c.mu.Unlock()
+			if linger {
+				c.fallbackLinger(wait)
+			}
+			return
+		}
+		batch = batch[:0]
+		total := 0
+		for i := range ents {
+			if len(batch) == maxIovecs {
+				break
+			}
+			batch = append(batch, ents[i].b)
+			total += len(ents[i].b)
+		}
+		c.mu.Unlock()
+
+		n, err := c.writeBatch(batch, total)
+		clear(batch)
+		if n > 0 {
+			c.mu.Lock()
+			if !c.done {
+				c.out.consume(n)
+			}
+			c.mu.Unlock()
+		}
+		if err != nil {
+			c.requestClose(fmt.Errorf("netpoll: write: %w", err))
+			c.mu.Lock()
+			c.fallback.flushing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// writeBatch writes batch to the net.Conn with as few calls as it can.
+func (c *Conn) writeBatch(batch [][]byte, total int) (int, error) {
+	nc := c.fallback.nc
+	c.p.stats.writes.Add(1)
+	if len(batch) == 1 {
+		return nc.Write(batch[0])
+	}
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		// net.Buffers uses writev on these.
+	default:
+		if total <= coalesceMax {
+			bp := coalesceBufs.Get().(*[]byte)
+			b := (*bp)[:0]
+			for _, s := range batch {
+				b = append(b, s...)
+			}
+			n, err := nc.Write(b)
+			*bp = b[:0]
+			coalesceBufs.Put(bp)
+			return n, err
+		}
+	}
+	bufs := net.Buffers(batch)
+	n, err := bufs.WriteTo(nc)
+	return int(n), err
+}

@@ -1,0 +1,397 @@
+// Package server assembles a herald node from its configuration: the
+// broker, the hub, client sessions and transports, the server API, metrics,
+// health endpoints and the embedded demo, all behind one HTTP listener.
+//
+// HTTP routes on Config.Listen:
+//
+//	/ws        WebSocket client connections
+//	/api/      server API (X-API-Key)
+//	/metrics   Prometheus metrics
+//	/healthz   200 while the process runs
+//	/readyz    200 while accepting clients; 503 before Start finished and from the start of Shutdown
+//	/          the embedded demo app and JavaScript client (demo.enabled)
+//
+// Lifecycle: New validates and builds everything without touching the
+// network; Start raises the open file limit, starts the broker and hub,
+// binds the listener and serves; Shutdown drains. A Server is safe for
+// concurrent use; Shutdown is idempotent, bounded by its context, and once
+// it has begun the server starts no new goroutines.
+//
+// Goroutines owned by a Server: the HTTP serve loop and the demo ticker.
+// Shutdown ends both and waits for them; the broker, hub and session
+// manager own their own goroutines and are closed by Shutdown too.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/httpapi"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// Options configure New. Config is required.
+type Options struct {
+	// Config is the validated configuration. New copies what it needs.
+	Config *config.Config
+	// Version is reported in connect replies, /api/info and logs.
+	Version string
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Out receives the API key and token secret generated when the
+	// configuration has none (loopback or --insecure only). Default
+	// os.Stdout.
+	Out io.Writer
+}
+
+// Server is one herald node. Create it with New.
+type Server struct {
+	cfg     config.Config
+	version string
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	apiKey      string
+	tokenSecret string
+
+	node    *node // broker, hub, sessions, transports
+	handler http.Handler
+	httpSrv *http.Server
+
+	ready atomic.Bool
+
+	mu           sync.Mutex // guards the fields below
+	started      bool
+	shuttingDown bool
+	ln           *fdLimitListener
+	wg           sync.WaitGroup // goroutines started by go()
+	cancelBG     context.CancelFunc
+
+	shutdownOnce sync.Once
+	shutdownDone chan struct{}
+	shutdownErr  error
+}
+
+// New builds a server from opts without opening any socket. It refuses a
+// configuration that exposes the server on a non-loopback address without
+// an API key and a token key, unless Config.Insecure is set; missing keys
+// are then (and on loopback addresses) generated and printed to Out.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil {
+		return nil, errors.New("server: Config is required")
+	}
+	cfg := *opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	if cfg.Exposed() && !cfg.Insecure {
+		var missing []string
+		if cfg.APIKey == "" {
+			missing = append(missing, "api_key (HERALD_API_KEY)")
+		}
+		if !cfg.HasTokenKey() {
+			missing = append(missing, "a token key (token.secret / HERALD_TOKEN_SECRET, or a public key file)")
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("server: refusing to listen on a non-loopback address (%s) without %s; "+
+				"configure them, or pass --insecure for a throwaway test setup",
+				exposedAddrs(&cfg), strings.Join(missing, " and "))
+		}
+	}
+	s := &Server{
+		cfg:          cfg,
+		version:      opts.Version,
+		log:          opts.Logger,
+		metrics:      metrics.New(),
+		apiKey:       cfg.APIKey,
+		tokenSecret:  cfg.Token.Secret,
+		shutdownDone: make(chan struct{}),
+	}
+	var generated []string
+	if s.apiKey == "" {
+		s.apiKey = randomKey()
+		generated = append(generated, "api_key:      "+s.apiKey)
+	}
+	if !cfg.HasTokenKey() {
+		s.tokenSecret = randomKey()
+		generated = append(generated, "token.secret: "+s.tokenSecret)
+	}
+	if len(generated) > 0 {
+		fmt.Fprintf(opts.Out, "herald: generated for this run only (set them in the configuration to keep them):\n  %s\n",
+			strings.Join(generated, "\n  "))
+	}
+
+	n, err := newNode(&s.cfg, s.tokenSecret, s.version, s.log, s.metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.node = n
+	api, err := httpapi.New(apiBackend{h: n.hub}, httpapi.Options{
+		APIKey:          s.apiKey,
+		MaxBodyBytes:    cfg.APIMaxBodySize,
+		MaxHistoryLimit: cfg.History.MaxLimit,
+		Metrics:         s.metrics,
+		Logger:          s.log,
+	})
+	if err != nil {
+		n.close(context.Background())
+		return nil, fmt.Errorf("server: %w", err)
+	}
+
+	wsh, err := n.newWSHandler()
+	if err != nil {
+		n.close(context.Background())
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", wsh)
+	mux.Handle(httpapi.Prefix, api)
+	mux.Handle("/metrics", s.metrics.Handler())
+	mux.HandleFunc("/healthz", s.healthz)
+	mux.HandleFunc("/readyz", s.readyz)
+	if cfg.Demo.Enabled {
+		mux.Handle("/", n.demoHandler())
+	}
+	s.handler = mux
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func exposedAddrs(c *config.Config) string {
+	var a []string
+	if !config.IsLoopback(c.Listen) {
+		a = append(a, "listen "+c.Listen)
+	}
+	if c.TCPListen != "" && !config.IsLoopback(c.TCPListen) {
+		a = append(a, "tcp_listen "+c.TCPListen)
+	}
+	return strings.Join(a, ", ")
+}
+
+// randomKey returns 32 random bytes, URL-safe base64 encoded (43 chars).
+func randomKey() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux (getrandom)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// APIKey returns the effective API key (configured or generated).
+func (s *Server) APIKey() string { return s.apiKey }
+
+// TokenSecret returns the effective HS256 token secret (configured or
+// generated; "" when only public keys are configured).
+func (s *Server) TokenSecret() string { return s.tokenSecret }
+
+// Handler returns the server's HTTP routes, for tests that serve them
+// themselves.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Addr returns the address the HTTP listener is bound to, or "" before
+// Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Ready reports whether the server accepts clients.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// errShuttingDown is returned by Start after Shutdown began.
+var errShuttingDown = errors.New("server: shutting down")
+
+// Start raises the open file limit, starts the broker and hub, binds the
+// listener and serves in the background. ctx bounds the start only.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown {
+		return errShuttingDown
+	}
+	if s.started {
+		return errors.New("server: already started")
+	}
+	s.started = true
+
+	if soft, hard, err := raiseFDLimit(); err != nil {
+		s.log.Warn("could not raise the open file limit", "error", err)
+	} else {
+		s.log.Info("open file limit", "soft", soft, "hard", hard)
+	}
+	if err := s.node.start(ctx); err != nil {
+		return err
+	}
+	raw, err := listen(ctx, s.cfg.Listen, s.cfg.ListenBacklog)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.ln = newFDLimitListener(raw, s.log)
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancelBG = cancel
+
+	ln := s.ln
+	s.goLocked(func() {
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("HTTP server stopped", "error", err)
+		}
+	})
+	if s.cfg.Demo.Enabled {
+		s.goLocked(func() { s.node.runDemo(bg) })
+	}
+	if s.cfg.TCPListen != "" {
+		s.log.Warn("tcp_listen is set but this build has no TCP transport yet; not listening", "tcp_listen", s.cfg.TCPListen)
+	}
+	s.ready.Store(true)
+	s.log.Info("herald listening", "version", s.version, "node", s.cfg.Node,
+		"http", "http://"+ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws",
+		"broker", s.cfg.Broker.Type, "demo", s.cfg.Demo.Enabled)
+	return nil
+}
+
+// goLocked starts f as a goroutine owned by s; s.mu must be held and
+// shutdown not begun.
+func (s *Server) goLocked(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Shutdown stops the server: /readyz turns 503, the listener closes (no new
+// connections), every client is disconnected with 1001 and reconnect advice,
+// spread over drain_timeout so that they do not all reconnect at the same
+// moment, in-flight API requests finish, then the hub, sessions and broker
+// close. When ctx ends first, whatever remains is closed at once. It
+// returns the first error; calling it again waits for the first call and
+// returns the same result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.shutdownErr = s.shutdown(ctx)
+		close(s.shutdownDone)
+	})
+	select {
+	case <-s.shutdownDone:
+		return s.shutdownErr
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shuttingDown = true
+	ln := s.ln
+	cancel := s.cancelBG
+	s.mu.Unlock()
+	s.ready.Store(false)
+	s.log.Info("shutting down", "drain", s.cfg.DrainTimeout.String())
+
+	var errs []error
+	if ln != nil {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close listener: %w", err))
+		}
+	}
+	if cancel != nil {
+		cancel() // demo ticker
+	}
+	// Clients first, spread over the drain window; a client reconnecting
+	// meanwhile finds the listener closed and tries another node.
+	if err := s.node.drain(ctx, s.cfg.DrainTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.httpSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		s.httpSrv.Close()
+	}
+	// The components close with a short bound of their own even when ctx
+	// already ran out, so that they release what they hold.
+	closeCtx, closeCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer closeCancel()
+	if err := s.node.close(closeCtx); err != nil {
+		errs = append(errs, err)
+	}
+	s.wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("shutdown finished with errors", "error", err)
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	s.log.Info("shutdown complete")
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
+		return
+	}
+	_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
+}
+
+// NewLogger returns the logger described by c writing to w.
+func NewLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch c.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// shutdownDisconnect is what clients receive when the node drains.
+var shutdownDisconnect = wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "server shutting down", Reconnect: true}

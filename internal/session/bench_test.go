@@ -1,0 +1,77 @@
+package session
+
+import (
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// discardTransport accepts everything and keeps nothing.
+type discardTransport struct{ s *Session }
+
+func (*discardTransport) Send([]byte) error                { return nil }
+func (*discardTransport) SendDelivery(*hub.Delivery) error { return nil }
+func (*discardTransport) Ping() error                      { return nil }
+func (t *discardTransport) Close(uint16, string)           { t.s.HandleClose(nil) }
+func (*discardTransport) LastRead() time.Time              { return time.Time{} }
+func (*discardTransport) Info() TransportInfo              { return TransportInfo{Name: "discard"} }
+
+func discardSession(b *testing.B, e *env) *Session {
+	t := &discardTransport{}
+	s, err := e.m.NewSession(t, wire.JSON)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t.s = s
+	return s
+}
+
+// BenchmarkDeliver measures the session's share of fanning a publication
+// out: one Deliver call per subscriber.
+func BenchmarkDeliver(b *testing.B) {
+	e := newEnv(b, nil)
+	s := discardSession(b, e)
+	d := hub.NewDelivery(wire.Push{Type: wire.PushPublication, Channel: "c",
+		Publication: &wire.Publication{Offset: 1, Data: []byte(`{"text":"hello"}`)}})
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Deliver(d)
+	}
+}
+
+// BenchmarkPingCommand measures one command round through the session:
+// decode, dispatch, encode the reply.
+func BenchmarkPingCommand(b *testing.B) {
+	e := newEnv(b, nil)
+	s := discardSession(b, e)
+	s.HandleMessage([]byte(`{"id":1,"method":"connect"}`))
+	msg := []byte(`{"id":2,"method":"ping"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.HandleMessage(msg)
+	}
+}
+
+// BenchmarkWheel measures scheduling and sweeping 15k sessions through
+// one ping interval of ticks.
+func BenchmarkWheel(b *testing.B) {
+	const n = 15000
+	sessions := make([]*Session, n)
+	for i := range sessions {
+		sessions[i] = &Session{}
+	}
+	start := time.Unix(0, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := newWheel(time.Second, 35*time.Second, start)
+		for i, s := range sessions {
+			w.schedule(s, start.Add(time.Duration(i%25)*time.Second))
+		}
+		var due []*Session
+		for sec := 1; sec <= 26; sec++ {
+			due = w.due(start.Add(time.Duration(sec)*time.Second), due[:0])
+		}
+	}
+}

@@ -1,0 +1,317 @@
+// Package testservers gives tests access to real Redis and NATS servers.
+//
+// Two kinds of server are offered:
+//
+//   - Shared servers, started once for the whole test run by `.ci/services
+//     start` and named by the HERALD_TEST_REDIS (comma-separated host:port
+//     list) and HERALD_TEST_NATS (nats:// URL) environment variables.
+//     RedisAddrs and NATSURL return them; tests sharing them must use unique
+//     key and channel names.
+//   - Private servers, started by StartRedis and StartNATS for one test on
+//     a free port with a temporary directory. The test may Stop and Start
+//     them to simulate an outage without disturbing other tests.
+//
+// When a variable or a binary is missing the test is skipped with a message
+// saying what to install or run, except under CI=true, where a missing or
+// unreachable server fails the test: CI must not silently skip broker tests.
+//
+// Every function here is for tests only and must be called from the test's
+// goroutine (it calls t.Fatal and t.Skip).
+package testservers
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Environment variables naming the shared servers.
+const (
+	EnvRedis = "HERALD_TEST_REDIS"
+	EnvNATS  = "HERALD_TEST_NATS"
+)
+
+// startTimeout bounds how long a server may take to accept connections.
+const startTimeout = 10 * time.Second
+
+// inCI reports whether missing servers must fail rather than skip.
+func inCI() bool { return os.Getenv("CI") == "true" }
+
+// unavailable skips the test, or fails it under CI=true.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if inCI() {
+		t.Fatalf("%s (CI=true: broker tests must not be skipped)", msg)
+	}
+	t.Skip(msg)
+}
+
+// RedisAddrs returns the shared Redis servers from HERALD_TEST_REDIS after
+// checking that each accepts TCP connections. It returns at least min
+// addresses or skips (fails under CI=true).
+func RedisAddrs(t testing.TB, min int) []string {
+	t.Helper()
+	v := strings.TrimSpace(os.Getenv(EnvRedis))
+	if v == "" {
+		unavailable(t, "%s is not set; run `eval \"$(.ci/services start)\"` to start test servers", EnvRedis)
+	}
+	var addrs []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) < min {
+		unavailable(t, "%s lists %d Redis servers, this test needs %d", EnvRedis, len(addrs), min)
+	}
+	for _, a := range addrs {
+		if err := dialCheck(a); err != nil {
+			unavailable(t, "Redis server %s from %s is unreachable: %v", a, EnvRedis, err)
+		}
+	}
+	return addrs
+}
+
+// NATSURL returns the shared NATS server URL from HERALD_TEST_NATS after
+// checking that it accepts TCP connections.
+func NATSURL(t testing.TB) string {
+	t.Helper()
+	v := strings.TrimSpace(os.Getenv(EnvNATS))
+	if v == "" {
+		unavailable(t, "%s is not set; run `eval \"$(.ci/services start)\"` to start test servers", EnvNATS)
+	}
+	hostPort := strings.TrimPrefix(v, "nats://")
+	if i := strings.IndexByte(hostPort, ','); i >= 0 {
+		hostPort = hostPort[:i]
+	}
+	if err := dialCheck(hostPort); err != nil {
+		unavailable(t, "NATS server %s from %s is unreachable: %v", v, EnvNATS, err)
+	}
+	return v
+}
+
+func dialCheck(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// Server is a private server process owned by one test. Stop and Start may
+// be called any number of times; the port stays the same so clients can
+// reconnect. The process is killed when the test ends.
+type Server struct {
+	t    testing.TB
+	name string
+	addr string
+	args []string
+	dir  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.addr }
+
+// Port is the server's TCP port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Dir is the server's private data directory; it survives Stop and Start.
+func (s *Server) Dir() string { return s.dir }
+
+// StartRedis starts a private redis-server without persistence on a free
+// port: a restart loses every key, as a real outage without persistence
+// would.
+func StartRedis(t testing.TB) *Server {
+	t.Helper()
+	bin := lookBinary(t, "redis-server")
+	dir := t.TempDir()
+	port := freePort(t)
+	s := &Server{t: t, name: "redis-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	s.args = []string{bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir,
+		"--daemonize", "no", "--loglevel", "warning",
+	}
+	t.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// StartNATS starts a private nats-server with JetStream on a free port.
+// Its JetStream store lives in Dir, so streams survive Stop and Start.
+func StartNATS(t testing.TB) *Server {
+	t.Helper()
+	bin := lookBinary(t, "nats-server")
+	dir := t.TempDir()
+	port := freePort(t)
+	s := &Server{t: t, name: "nats-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	s.args = []string{bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir}
+	t.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// URL is the nats:// URL of a NATS server.
+func (s *Server) URL() string { return "nats://" + s.addr }
+
+func lookBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		unavailable(t, "%s not found on PATH: %v", name, err)
+	}
+	return p
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1. Another
+// process could take it before the server binds; Start then fails loudly.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testservers: free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("testservers: free port: %v", err)
+	}
+	return port
+}
+
+// Start runs the server process (if it is not running) and waits until it
+// accepts connections.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return
+	}
+	cmd := exec.Command(s.args[0], s.args[1:]...)
+	logFile, err := os.OpenFile(s.dir+"/"+s.name+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatalf("testservers: %s log: %v", s.name, err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		s.t.Fatalf("testservers: start %s: %v", s.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = logFile.Close()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+	if err := s.waitReady(done); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		s.cmd, s.done = nil, nil
+		s.t.Fatalf("testservers: %s on %s: %v\n%s", s.name, s.addr, err, s.logTail())
+	}
+}
+
+// waitReady polls until the server answers its protocol's greeting.
+func (s *Server) waitReady(exited <-chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("process exited during start")
+		default:
+		}
+		if last = s.probe(); last == nil {
+			return nil
+		}
+		<-tick.C
+	}
+	return fmt.Errorf("not ready after %v: %w", startTimeout, last)
+}
+
+// probe sends PING to Redis or reads the INFO greeting of NATS.
+func (s *Server) probe() error {
+	c, err := net.DialTimeout("tcp", s.addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	r := bufio.NewReader(c)
+	if s.name == "redis-server" {
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "+PONG") {
+			return fmt.Errorf("unexpected reply %q", line)
+		}
+		return nil
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "INFO ") {
+		return fmt.Errorf("unexpected greeting %q", line)
+	}
+	// JetStream is ready once the server answers a PING after startup.
+	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n")); err != nil {
+		return err
+	}
+	line, err = r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "PONG") {
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}
+
+// Stop kills the server process and waits for it to exit. Clients see
+// their connections reset, as in a crash.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd, s.done = nil, nil
+}
+
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.dir + "/" + s.name + ".log")
+	if err != nil {
+		return ""
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}

@@ -1,0 +1,243 @@
+// Package wstransport serves herald's client protocol over WebSocket: one
+// JSON command or reply or push per text frame (docs/protocol.md).
+//
+// Handler is the http.Handler mounted at /ws. For each request it performs
+// the opening handshake (origin check, optional permessage-deflate),
+// creates a session.Session, and switches the connection to the ws
+// engine's event mode, so an idle connection holds no goroutine and no
+// read buffer: messages are handed to the session by the engine's worker
+// pool as they arrive.
+//
+// Outgoing publications are encoded once per node, not once per
+// subscriber: a hub.Delivery is turned into a ws.PreparedMessage (JSON
+// text frame, its deflated form built lazily once per compression
+// parameter set) the first time any WebSocket subscriber needs it, and
+// every subscriber's queue holds a reference to the same frame. Queues are
+// bounded (ws.ConnOptions.QueueBytes and QueueMessages); a full queue
+// makes the session disconnect the client as a slow consumer (3001).
+//
+// Heartbeats, connect timeouts and draining belong to the session.Manager
+// the Handler is given: the Manager's single goroutine pings every
+// connection (a ping push and a WebSocket ping frame), and Manager.Drain
+// closes every connection with 1001 spread over a window.
+package wstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/ws"
+)
+
+// TransportName is the name sessions of this transport report to metrics.
+const TransportName = "websocket"
+
+// formatJSONText is the delivery format of this transport: a JSON push in
+// an unmasked server text frame (*ws.PreparedMessage).
+var formatJSONText = hub.NewFormat("websocket/json-text")
+
+// Options configure a Handler. Sessions is required; the zero value of
+// every other field is a sensible default.
+type Options struct {
+	// Sessions creates the connections' sessions and owns their
+	// heartbeats and draining.
+	Sessions *session.Manager
+	// Accept configures the handshake and the connections: OriginPatterns
+	// (browser origins allowed besides the server's own host),
+	// Compression (nil: off), and Conn.QueueBytes / Conn.QueueMessages
+	// (the per-connection outbound queue whose overflow means slow
+	// consumer). Accept.ReadLimit defaults to MaxMessageSize.
+	Accept ws.AcceptOptions
+	// MaxMessageSize is the largest command a client may send, in bytes;
+	// larger ones close the connection with 1009. Default
+	// wire.DefaultMaxMessageSize (64 KiB).
+	MaxMessageSize int
+	// Logger receives handshake failures at debug level. Default: discard.
+	Logger *slog.Logger
+}
+
+// Handler accepts WebSocket connections and runs the client protocol on
+// them. It is safe for concurrent use; it owns no goroutine (connections
+// are served by the ws engine's poller and ended by session.Manager.Drain
+// or by the peer).
+type Handler struct {
+	sessions *session.Manager
+	accept   ws.AcceptOptions
+	codec    wire.JSONCodec
+	log      *slog.Logger
+}
+
+// NewHandler validates opts and returns a Handler.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Sessions == nil {
+		return nil, errors.New("wstransport: Options.Sessions is required")
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = wire.DefaultMaxMessageSize
+	}
+	if opts.Accept.ReadLimit <= 0 {
+		opts.Accept.ReadLimit = int64(opts.MaxMessageSize)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		sessions: opts.Sessions,
+		accept:   opts.Accept,
+		codec:    wire.JSONCodec{MaxMessageSize: opts.MaxMessageSize},
+		log:      opts.Logger,
+	}, nil
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and hands it to
+// a new session. While the node drains it answers 503 instead.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.sessions.Draining() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	c, err := ws.Accept(w, r, &h.accept)
+	if err != nil {
+		// Accept has answered the request.
+		h.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	t := &transport{c: c, remote: r.RemoteAddr, ready: make(chan struct{})}
+	if err := c.Serve(t); err != nil {
+		close(t.ready) // no session: any handler call is a no-op
+		h.log.Debug("websocket serve failed", "remote", r.RemoteAddr, "err", err)
+		_ = c.CloseNow()
+		return
+	}
+	s, err := h.sessions.NewSession(t, h.codec)
+	if err != nil {
+		close(t.ready)
+		_ = c.Close(ws.StatusCode(wire.DisconnectShutdown), "server is shutting down")
+		return
+	}
+	t.s = s
+	close(t.ready)
+}
+
+// transport is one connection: the session's Transport and the ws
+// engine's Handler.
+type transport struct {
+	c      *ws.Conn
+	remote string
+	// s is set once, before ready is closed; nil when no session could be
+	// created. Handler methods wait for ready (at most the time NewSession
+	// takes) because Serve starts delivering before the session exists.
+	s     *session.Session
+	ready chan struct{}
+}
+
+var (
+	_ session.Transport = (*transport)(nil)
+	_ ws.Handler        = (*transport)(nil)
+)
+
+func (t *transport) session() *session.Session {
+	<-t.ready
+	return t.s
+}
+
+// OnMessage implements ws.Handler: one text frame is one command.
+func (t *transport) OnMessage(_ *ws.Conn, typ ws.MessageType, data []byte) {
+	s := t.session()
+	if s == nil {
+		return
+	}
+	if typ != ws.MessageText {
+		s.Disconnect(wire.Disconnect{Code: wire.DisconnectBadRequest, Reason: "binary messages are not supported"})
+		return
+	}
+	s.HandleMessage(data)
+}
+
+// OnClose implements ws.Handler.
+func (t *transport) OnClose(_ *ws.Conn, err error) {
+	if s := t.session(); s != nil {
+		s.HandleClose(err)
+	}
+}
+
+// queueErr maps the engine's errors to the session's overflow contract.
+func queueErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ws.ErrQueueFull):
+		return fmt.Errorf("wstransport: %w: %w", session.ErrOverflow, err)
+	}
+	return fmt.Errorf("wstransport: %w", err)
+}
+
+// Send implements session.Transport: msg is copied into the queue as a
+// text frame (compressed when negotiated and large enough).
+func (t *transport) Send(msg []byte) error {
+	return queueErr(t.c.EnqueueMessage(ws.MessageText, msg))
+}
+
+var pushBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// encodePush builds the shared frame of a delivery; it runs once per
+// delivery for all WebSocket subscribers of the node.
+func encodePush(p *wire.Push) any {
+	bp := pushBufPool.Get().(*[]byte)
+	b := wire.JSON.AppendPush((*bp)[:0], p)
+	pm := ws.NewPreparedMessage(ws.MessageText, b) // copies b
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		pushBufPool.Put(bp)
+	}
+	return pm
+}
+
+// SendDelivery implements session.Transport.
+func (t *transport) SendDelivery(d *hub.Delivery) error {
+	pm := d.Encoded(formatJSONText, encodePush).(*ws.PreparedMessage)
+	return queueErr(t.c.Enqueue(pm))
+}
+
+// expiredCtx is an already canceled context: Ping with it queues the ping
+// frame in event mode and returns without waiting for the pong, which then
+// only refreshes LastRead.
+var expiredCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// Ping implements session.Transport: a WebSocket ping frame, not waited
+// for. Browsers answer it without the application's help.
+func (t *transport) Ping() error {
+	_, err := t.c.Ping(expiredCtx)
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return queueErr(err)
+}
+
+// Close implements session.Transport: the close frame carries the
+// disconnect code; queued messages are written before it.
+func (t *transport) Close(code uint16, reason string) {
+	_ = t.c.Close(ws.StatusCode(code), reason)
+}
+
+// LastRead implements session.Transport; it counts pongs and every other
+// frame.
+func (t *transport) LastRead() time.Time { return t.c.LastRead() }
+
+// Info implements session.Transport.
+func (t *transport) Info() session.TransportInfo {
+	return session.TransportInfo{Name: TransportName, RemoteAddr: t.remote}
+}

@@ -1,0 +1,418 @@
+package ws
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/netpoll"
+)
+
+// Handler receives a connection's messages and its end in event mode
+// (Serve).
+//
+// For one connection the methods are never called concurrently and are
+// called in order; different connections are served in parallel by the
+// poller's bounded worker pool, so a method that blocks holds a worker and
+// should hand long work to its own goroutine.
+type Handler interface {
+	// OnMessage is called once per complete data message. data is valid
+	// only during the call (it may alias a pooled read buffer): copy what
+	// must outlive it. Text messages are valid UTF-8.
+	OnMessage(c *Conn, typ MessageType, data []byte)
+	// OnClose is called exactly once, after the socket is closed. err is
+	// a *CloseError when the peer sent a close frame, a *ProtocolError
+	// when this side failed the connection, ErrClosed after CloseNow, and
+	// another error when the connection was lost.
+	OnClose(c *Conn, err error)
+}
+
+// eventPoller returns the poller event-mode connections are registered
+// with.
+var eventPoller = netpoll.Default
+
+// eventState is the part of a Conn that exists only in event mode.
+type eventState struct {
+	h  Handler
+	pc atomic.Pointer[netpoll.Conn]
+
+	// The message being assembled; owned by the handler calls.
+	msgBuf        *[]byte
+	msgOp         opcode
+	msgCompressed bool
+	stop          bool
+
+	timerMu sync.Mutex
+	timer   *time.Timer // bounds closeWhenFlushed // the close frame was handled or the connection failed
+}
+
+// eventConn is the netpoll.Handler view of a Conn; keeping the methods
+// on a separate type keeps them out of Conn's API.
+type eventConn Conn
+
+// Serve switches the connection to event mode: it is handed to herald's
+// poller, which delivers each complete message to h.OnMessage and the end
+// of the connection to h.OnClose, with no goroutine and no buffer held
+// while the connection is idle (on Linux, for plain TCP sockets; TLS
+// connections keep one reading goroutine). Pings are answered, pongs
+// matched to Ping calls and the closing handshake completed exactly as in
+// blocking mode.
+//
+// Serve returns at once. Call it right after the handshake, before the
+// connection is shared with other goroutines and without a Read in
+// progress. Bytes already read but not consumed are delivered first.
+// Writes work in event mode too and never wait for the network: Write,
+// WritePrepared, Enqueue and EnqueueMessage queue the message (a Writer's
+// fragments are queued as they are produced) and fail with ErrQueueFull
+// when the queue is over ConnOptions.QueueBytes or QueueMessages.
+func (c *Conn) Serve(h Handler) error {
+	if h == nil {
+		return errors.New("ws: serve: nil Handler")
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	switch {
+	case c.ev != nil:
+		return ErrServed
+	case c.isClosed():
+		return ErrClosed
+	case c.msg != nil && c.msg.active:
+		return errors.New("ws: serve: a message is being read")
+	}
+	var buffered []byte
+	if len(c.rdata) > 0 {
+		buffered = append([]byte(nil), c.rdata...)
+	}
+	c.rdata = nil
+	c.releaseReadBuf()
+	es := &eventState{h: h}
+	c.ev = es
+	pc, err := eventPoller().Register(c.netConn, (*eventConn)(c), netpoll.ConnOptions{
+		QueueBytes:    c.opts.QueueBytes,
+		QueueMessages: c.opts.QueueMessages,
+		Buffered:      buffered,
+	})
+	if err != nil {
+		// Register closed the socket.
+		c.closeSocket(ErrClosed)
+		return fmt.Errorf("ws: serve: %w", err)
+	}
+	es.pc.Store(pc)
+	if c.isClosed() {
+		// CloseNow ran while Register did: it could not reach the poller.
+		_ = pc.Close()
+	}
+	return nil
+}
+
+// conn returns the poller connection: set by Serve once Register
+// returns, and by every handler call (which may run before that).
+func (es *eventState) conn() *netpoll.Conn {
+	return es.pc.Load()
+}
+
+// queueFrame queues one complete frame (or message) by reference.
+func (es *eventState) queueFrame(b []byte) error {
+	pc := es.conn()
+	if pc == nil {
+		return ErrClosed
+	}
+	switch err := pc.Write(b); {
+	case err == nil:
+		return nil
+	case errors.Is(err, netpoll.ErrQueueFull):
+		return ErrQueueFull
+	case errors.Is(err, netpoll.ErrClosed):
+		return ErrClosed
+	default:
+		return fmt.Errorf("ws: queue: %w", err)
+	}
+}
+
+// closeNow closes the socket without flushing.
+func (es *eventState) closeNow() {
+	if pc := es.conn(); pc != nil {
+		_ = pc.Close()
+	}
+}
+
+// closeAfterFlush writes what is queued (our close frame last), shuts the
+// sending side down and closes once the peer does, or after timeout.
+func (es *eventState) closeAfterFlush(timeout time.Duration) {
+	if pc := es.conn(); pc != nil {
+		_ = pc.CloseAfterFlush(timeout)
+	}
+}
+
+// closeWhenFlushed closes the socket as soon as the queued bytes (our
+// close frame last) are written; a peer that stops reading cannot hold
+// the socket longer than timeout.
+func (es *eventState) closeWhenFlushed(timeout time.Duration) {
+	pc := es.conn()
+	if pc == nil {
+		return
+	}
+	_ = pc.CloseAfterFlush(0)
+	es.closeLater(timeout)
+}
+
+// closeLater closes the socket after timeout unless it closed before:
+// a client uses it to wait for the server to close TCP first.
+func (es *eventState) closeLater(timeout time.Duration) {
+	pc := es.conn()
+	if pc == nil {
+		return
+	}
+	es.timerMu.Lock()
+	if es.timer == nil {
+		es.timer = time.AfterFunc(timeout, func() { _ = pc.Close() })
+	}
+	es.timerMu.Unlock()
+}
+
+func (es *eventState) stopTimer() {
+	es.timerMu.Lock()
+	if es.timer != nil {
+		es.timer.Stop()
+	}
+	es.timerMu.Unlock()
+}
+
+// close is Conn.Close in event mode; closeSent is already set.
+func (es *eventState) close(c *Conn, code StatusCode, reason string) error {
+	if err := c.writeCloseFrame(code, reason); err != nil {
+		c.closeSocket(ErrClosed)
+		return fmt.Errorf("ws: close: %w", err)
+	}
+	if c.isServer {
+		es.closeAfterFlush(c.opts.CloseTimeout)
+	} else {
+		// The server closes TCP once it has answered.
+		es.closeLater(c.opts.CloseTimeout)
+	}
+	return nil
+}
+
+// OnData implements netpoll.Handler: it runs the frame parser over the
+// bytes read and dispatches what it emits.
+func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
+	c := (*Conn)(e)
+	es := c.ev
+	es.pc.Store(pc)
+	if es.stop {
+		return
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	for len(data) > 0 {
+		n, ev, err := c.parser.parse(data)
+		data = data[n:]
+		if err != nil {
+			var perr *ProtocolError
+			if !errors.As(err, &perr) {
+				perr = failf(StatusInternalError, "%v", err)
+			}
+			es.fail(c, perr)
+			return
+		}
+		switch ev.kind {
+		case evData:
+			if !es.onData(c, ev) {
+				return
+			}
+		case evControl:
+			es.onControl(c, ev)
+			if es.stop {
+				return
+			}
+		}
+	}
+	c.parser.release()
+}
+
+// onData assembles a message; it reports false when the connection failed.
+func (es *eventState) onData(c *Conn, ev frameEvent) bool {
+	if ev.first && ev.fin && !ev.compressed {
+		// The whole message is in this read: deliver it in place.
+		es.h.OnMessage(c, MessageType(ev.op), ev.data)
+		return true
+	}
+	if ev.first {
+		hint := int64(len(ev.data)) + c.parser.frameRemaining()
+		es.msgBuf = getMsgBuf(int(min(hint, 64<<10)))
+		es.msgOp, es.msgCompressed = ev.op, ev.compressed
+	}
+	*es.msgBuf = append(*es.msgBuf, ev.data...)
+	if !ev.fin {
+		return true
+	}
+	payload := *es.msgBuf
+	var out *[]byte
+	if es.msgCompressed {
+		var perr *ProtocolError
+		out, perr = c.inflateMessage(payload, es.msgOp == opText)
+		if perr != nil {
+			putMsgBuf(es.msgBuf)
+			es.msgBuf = nil
+			es.fail(c, perr)
+			return false
+		}
+		payload = *out
+	}
+	es.h.OnMessage(c, MessageType(es.msgOp), payload)
+	putMsgBuf(es.msgBuf)
+	es.msgBuf = nil
+	if out != nil {
+		putMsgBuf(out)
+	}
+	return true
+}
+
+// onControl handles a control frame in event mode.
+func (es *eventState) onControl(c *Conn, ev frameEvent) {
+	switch ev.op {
+	case opPing:
+		if !c.closing() {
+			// A pong that does not fit the queue is dropped: the peer
+			// is not reading, and the queue limit handles that.
+			_ = es.queueFrame(c.buildFrame(true, false, opPong, ev.data))
+		}
+	case opPong:
+		c.resolvePing(ev.data)
+	case opClose:
+		ce, _ := parseClosePayload(ev.data)
+		es.stop = true
+		c.setEndErr(ce)
+		c.closeMu.Lock()
+		answer := !c.closeSent
+		c.closeSent = true
+		c.closeMu.Unlock()
+		if answer {
+			_ = c.writeCloseFrame(ce.Code, "")
+		}
+		switch {
+		case !c.isServer:
+			// The server closes TCP first (RFC 6455 §7.1.1).
+			es.closeLater(c.opts.CloseTimeout)
+		case answer:
+			// The handshake is complete once our answer is out.
+			es.closeWhenFlushed(c.opts.CloseTimeout)
+		default:
+			// Our close was answered.
+			es.closeNow()
+		}
+	}
+}
+
+// fail fails the connection with perr (RFC 6455 §7.1.7).
+func (es *eventState) fail(c *Conn, perr *ProtocolError) {
+	es.stop = true
+	c.setEndErr(perr)
+	c.closeMu.Lock()
+	send := !c.closeSent
+	c.closeSent = true
+	c.closeMu.Unlock()
+	if send {
+		_ = c.writeCloseFrame(perr.Code, "")
+	}
+	es.closeWhenFlushed(c.opts.CloseTimeout)
+}
+
+// OnClose implements netpoll.Handler.
+func (e *eventConn) OnClose(pc *netpoll.Conn, err error) {
+	c := (*Conn)(e)
+	es := c.ev
+	es.pc.Store(pc)
+	switch {
+	case err == nil:
+	case errors.Is(err, netpoll.ErrFlushTimeout):
+		c.setEndErr(ErrCloseTimeout)
+	case errors.Is(err, io.EOF):
+		c.setEndErr(fmt.Errorf("ws: connection lost without a close frame: %w", err))
+	default:
+		c.setEndErr(fmt.Errorf("ws: connection lost: %w", err))
+	}
+	c.closeMu.Lock()
+	timedOut := c.closeSent && c.closeErr == nil
+	c.closeMu.Unlock()
+	if timedOut {
+		c.setEndErr(ErrCloseTimeout)
+	}
+	c.closeSocket(ErrClosed)
+	es.stopTimer()
+	if es.msgBuf != nil {
+		putMsgBuf(es.msgBuf)
+		es.msgBuf = nil
+	}
+	c.parser.release()
+	es.h.OnClose(c, c.endErr())
+}
+
+// inflateMessage inflates a complete compressed message into a pooled
+// buffer, enforcing the read limit on the inflated size and UTF-8 for
+// text.
+func (c *Conn) inflateMessage(compressed []byte, text bool) (*[]byte, *ProtocolError) {
+	f := getInflater()
+	defer putInflater(f)
+	f.src.reset(compressed)
+	var dict []byte
+	if c.readDictN > 0 {
+		dict = c.readDict
+	}
+	if err := f.start(dict); err != nil {
+		return nil, failf(StatusInvalidFramePayloadData, "invalid compressed data: %v", err)
+	}
+	out := getMsgBuf(min(4*len(compressed)+64, 64<<10))
+	b, err := f.inflateAll(*out, c.readLimit)
+	*out = b
+	switch {
+	case errors.Is(err, errInflatedTooBig):
+		putMsgBuf(out)
+		return nil, failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", c.readLimit)
+	case err != nil:
+		putMsgBuf(out)
+		return nil, failf(StatusInvalidFramePayloadData, "invalid compressed data: %v", err)
+	case text && !validUTF8(b):
+		putMsgBuf(out)
+		return nil, failf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
+	}
+	if c.readDictN > 0 {
+		c.readDict = appendWindow(c.readDict, b, c.readDictN)
+	}
+	return out, nil
+}
+
+// Message buffers of event mode come from pools by capacity class, so an
+// idle connection holds none.
+var msgBufClasses = [...]int{512, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20}
+
+var msgBufPools [len(msgBufClasses)]sync.Pool
+
+func getMsgBuf(size int) *[]byte {
+	for i, c := range msgBufClasses {
+		if size <= c {
+			if bp, ok := msgBufPools[i].Get().(*[]byte); ok {
+				return bp
+			}
+			b := make([]byte, 0, c)
+			return &b
+		}
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func putMsgBuf(bp *[]byte) {
+	c := cap(*bp)
+	for i := len(msgBufClasses) - 1; i >= 0; i-- {
+		if c >= msgBufClasses[i] {
+			if c <= 2*msgBufClasses[i] {
+				*bp = (*bp)[:0]
+				msgBufPools[i].Put(bp)
+			}
+			return
+		}
+	}
+}
