@@ -39,8 +39,9 @@ func nodeClient(t *testing.T) (node, script string) {
 func TestNodeClient(t *testing.T) {
 	node, script := nodeClient(t)
 	starts := map[string]func(t *testing.T, opts *ws.AcceptOptions) testServer{
-		"Accept":     heraldHTTPServer,
-		"AcceptConn": heraldRawServer,
+		"Accept":           heraldHTTPServer,
+		"AcceptConn":       heraldRawServer,
+		"AcceptConn+Serve": heraldEventRawServer, // event mode
 	}
 	configs := map[string]serverConfig{}
 	for _, sc := range heraldServerConfigs() {
@@ -58,6 +59,8 @@ func TestNodeClient(t *testing.T) {
 		{"Accept", "deflate-window-10", "deflate-window10"},
 		{"AcceptConn", "deflate", "deflate"},
 		{"AcceptConn", "deflate-context", "deflate-window10"},
+		{"AcceptConn+Serve", "deflate", "deflate"},
+		{"AcceptConn+Serve", "deflate-window-10", "deflate-window10"},
 	}
 	for _, p := range pairings {
 		mode := p.mode

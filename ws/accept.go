@@ -1,6 +1,6 @@
 // Opening handshake, server side (RFC 6455 §4.2, RFC 7692 §5-7).
 //
-// Manual paragraph for the package documentation:
+// Text for the package documentation in doc.go:
 //
 // # Accepting connections
 //

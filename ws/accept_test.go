@@ -412,8 +412,8 @@ func TestAcceptConnSuccess(t *testing.T) {
 	}
 }
 
-// AcceptConn's deadline: a client that sends nothing is dropped without a
-// response.
+// RFC 6455 §4.2.1 (server may bound the handshake): AcceptConn's deadline
+// drops a client that does not finish its request, without a response.
 func TestAcceptConnHandshakeTimeout(t *testing.T) {
 	addr, results := connUpgradeServer(t, &AcceptOptions{HandshakeTimeout: 50 * time.Millisecond})
 	c, err := net.Dial("tcp", addr)
@@ -436,6 +436,7 @@ func TestAcceptConnHandshakeTimeout(t *testing.T) {
 	}
 }
 
+// RFC 6455 §4.2.1: a request cut short is not a handshake.
 func TestAcceptConnEOF(t *testing.T) {
 	addr, results := connUpgradeServer(t, nil)
 	c, err := net.Dial("tcp", addr)
@@ -451,6 +452,8 @@ func TestAcceptConnEOF(t *testing.T) {
 	}
 }
 
+// RFC 6455 §4.2.2: a server that cannot take the connection over answers
+// 500 instead of 101.
 func TestAcceptNotHijackable(t *testing.T) {
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "http://example.com/ws", nil)
@@ -467,6 +470,8 @@ func TestAcceptNotHijackable(t *testing.T) {
 	}
 }
 
+// RFC 9112 §5: ResponseHeader values cannot inject header lines; such a
+// response is refused with 500.
 func TestAcceptBadResponseHeader(t *testing.T) {
 	opts := &AcceptOptions{ResponseHeader: http.Header{"X-Injected": {"a\r\nSet-Cookie: evil=1"}}}
 	srv, results := httpUpgradeServer(t, opts)
@@ -487,6 +492,8 @@ func TestAcceptBadResponseHeader(t *testing.T) {
 	checkHandshakeError(t, wait(t, results2).err, http.StatusInternalServerError)
 }
 
+// RFC 6455 §10.2: origin patterns compare host[:port]; a bad pattern
+// refuses rather than allows.
 func TestCheckOriginBadPattern(t *testing.T) {
 	r := &http.Request{Host: "a.example", Header: http.Header{"Origin": {"https://b.example"}}}
 	ok, err := checkOrigin(r, &AcceptOptions{OriginPatterns: []string{"[b"}})

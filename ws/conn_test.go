@@ -230,3 +230,20 @@ func TestLastRead(t *testing.T) {
 		})
 	}
 }
+
+// TestNothingAfterClose checks RFC 6455 §5.5.1 in blocking mode: frames
+// after the peer's close frame are not delivered, whatever the number of
+// Read calls.
+func TestNothingAfterClose(t *testing.T) {
+	sc, cc := tcpPair(t)
+	srv, _ := newConnPair(t, sc, cc, pairOpts{})
+	frames := concat(fr(opClose, true, closePayload(StatusGoingAway, "")).bytes(true), fr(opText, true, text("late")).bytes(true))
+	if _, err := cc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, got, err := srv.Read(context.Background()); CloseStatus(err) != StatusGoingAway {
+			t.Fatalf("Read = %q, %v; want the close", got, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"testing"
 
 	"github.com/klauspost/compress/flate"
@@ -221,4 +222,39 @@ func TestCompressionConnPairs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzInflate feeds arbitrary compressed payloads to the event-mode
+// inflate path: it must never panic, never return more than the read
+// limit, and agree with a plain decompressor on what it accepts.
+func FuzzInflate(f *testing.F) {
+	f.Add(deflateMsg(f, nil, text("hello hello hello")), false)
+	f.Add(deflateMsg(f, nil, make([]byte, 10000)), false)
+	f.Add(deflateMsg(f, nil, []byte("\xed\xa0\x80")), true)
+	f.Add([]byte{0x00}, true)
+	f.Add([]byte{0xff, 0xff, 0xff}, false)
+	f.Fuzz(func(t *testing.T, in []byte, text bool) {
+		const limit = 4096
+		sc, _ := net.Pipe()
+		c := newConn(connConfig{netConn: sc, isServer: true, readLimit: limit,
+			deflate: &deflateParams{writeNoContextTakeover: true, readNoContextTakeover: true}})
+		defer c.CloseNow()
+		out, perr := c.inflateMessage(in, text)
+		if perr != nil {
+			switch perr.Code {
+			case StatusMessageTooBig, StatusInvalidFramePayloadData:
+			default:
+				t.Fatalf("unexpected failure code %v", perr.Code)
+			}
+			return
+		}
+		defer putMsgBuf(out)
+		if len(*out) > limit {
+			t.Fatalf("inflated %d bytes past the limit", len(*out))
+		}
+		ref, err := io.ReadAll(io.LimitReader(flate.NewReader(io.MultiReader(bytes.NewReader(in), bytes.NewReader(deflateTail))), limit+1))
+		if err != nil || !bytes.Equal(ref, *out) {
+			t.Fatalf("accepted input the reference rejects or decodes differently: %v", err)
+		}
+	})
 }

@@ -190,6 +190,8 @@ func TestDialBadServers(t *testing.T) {
 	}
 }
 
+// RFC 6455 §3 (ws/wss URIs without fragment) and §4.1 (headers Dial owns):
+// invalid arguments fail before any connection is made.
 func TestDialInvalidArguments(t *testing.T) {
 	ctx := dialCtx(t)
 	for _, c := range []struct {
@@ -219,8 +221,8 @@ func TestDialInvalidArguments(t *testing.T) {
 	}
 }
 
-// The context's deadline bounds the handshake; cancelling it closes the
-// socket.
+// RFC 6455 §4.1 (the client may abandon the handshake): the context's
+// deadline bounds it and cancelling it closes the socket.
 func TestDialContext(t *testing.T) {
 	silent := func(c net.Conn, _ *http.Request) { _, _ = c.Read(make([]byte, 1)) }
 
@@ -245,7 +247,8 @@ func TestDialContext(t *testing.T) {
 	}
 }
 
-// Dial against AcceptConn and Accept over TLS: both ends agree.
+// RFC 6455 §4.1-4.2 and RFC 7692 §7.1.2: Dial against AcceptConn; both
+// ends agree on the subprotocol and on the window sizes.
 func TestDialAcceptConn(t *testing.T) {
 	addr, results := connUpgradeServer(t, &AcceptOptions{
 		Subprotocols: []string{"b", "a"},
@@ -279,6 +282,8 @@ func TestDialAcceptConn(t *testing.T) {
 	}
 }
 
+// RFC 6455 §3 and §4.1 step 5: wss:// runs TLS with the URL's host as
+// server name before the handshake.
 func TestDialTLS(t *testing.T) {
 	results := make(chan upgradeResult, 1)
 	srv := newTLSUpgradeServer(t, results)

@@ -97,6 +97,8 @@ func TestSelectSubprotocol(t *testing.T) {
 	}
 }
 
+// RFC 9112 §2.2: the head ends at the first empty line; bare LF is
+// tolerated as a line terminator.
 func TestFindHeadEnd(t *testing.T) {
 	cases := []struct {
 		in   string
@@ -137,6 +139,8 @@ const sampleRequest = "GET /chat?room=1 HTTP/1.1\r\n" +
 	"X-Empty:\r\n" +
 	"\r\n"
 
+// RFC 9112 §3 (request line) and §5 (field lines, case-insensitive names,
+// OWS around values, repeated fields kept in order).
 func TestParseRequest(t *testing.T) {
 	r, err := parseRequest([]byte(sampleRequest))
 	if err != nil {
@@ -175,6 +179,8 @@ func TestParseRequest(t *testing.T) {
 	}
 }
 
+// RFC 9112 §2.2 (leading empty line, bare LF) and §3.2.2 (absolute-form
+// target overrides Host).
 func TestParseRequestAbsoluteFormAndLF(t *testing.T) {
 	r, err := parseRequest([]byte("\r\nGET http://h.example:8080/p HTTP/1.1\nHost: other\n\n"))
 	if err != nil {
@@ -216,6 +222,7 @@ func TestParseRequestMalformed(t *testing.T) {
 	}
 }
 
+// RFC 9112 §4: status line with or without a reason phrase.
 func TestParseResponse(t *testing.T) {
 	resp, err := parseResponse([]byte("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nConnection: upgrade\r\n\r\n"))
 	if err != nil {
@@ -241,6 +248,8 @@ func TestParseResponse(t *testing.T) {
 	}
 }
 
+// RFC 6585 §5: a head larger than the buffer is refused before more is
+// read.
 func TestReadHeadLimit(t *testing.T) {
 	buf := make([]byte, 32)
 	_, _, err := readHead(strings.NewReader("GET / HTTP/1.1\r\nX-Long: "+strings.Repeat("a", 64)+"\r\n\r\n"), buf)

@@ -211,6 +211,7 @@ func (c *Conn) handleControl(ev frameEvent) error {
 // finishes the one we started, and ends the connection. It returns ce.
 func (c *Conn) handlePeerClose(ce *CloseError) error {
 	c.setEndErr(ce)
+	c.rdata = nil // nothing after a close frame is read (RFC 6455 §5.5.1)
 	c.closeMu.Lock()
 	answer := !c.closeSent
 	c.closeSent = true

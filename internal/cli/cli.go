@@ -3,6 +3,9 @@
 //	herald serve [flags]                 run a node (flags: every scalar configuration option)
 //	herald token --user ID [flags]       print a connection token signed with the configured key
 //	herald config check FILE             validate a configuration file and print the effective configuration
+//	herald sub [flags] CHANNEL...        print the publications of channels as JSON lines
+//	herald pub [flags] CHANNEL DATA      publish through the server API (DATA "-": one message per stdin line)
+//	herald bench [flags]                 load-test a node: fan-out, echo and idle-memory runs
 //	herald version                       print the version
 //
 // Commands read the environment and write to the streams they are given,
@@ -44,6 +47,7 @@ type Env struct {
 	Environ []string // as os.Environ
 	Stdout  io.Writer
 	Stderr  io.Writer
+	Stdin   io.Reader // nil: os.Stdin
 }
 
 // errUsage marks errors caused by the command line; the exit status is 2.
@@ -55,6 +59,9 @@ Usage:
   herald serve [flags]               run a node (herald serve -h lists the flags)
   herald token --user ID [flags]     print a connection token
   herald config check FILE           validate FILE and print the effective configuration
+  herald sub [flags] CHANNEL...      print publications as JSON lines (herald sub -h)
+  herald pub [flags] CHANNEL DATA    publish through the server API (herald pub -h)
+  herald bench [flags]               load-test a node (herald bench -h lists the flags)
   herald version                     print the version
 
 Documentation: docs/configuration.md, docs/operations.md, docs/api.md, docs/protocol.md.
@@ -64,7 +71,7 @@ Documentation: docs/configuration.md, docs/operations.md, docs/api.md, docs/prot
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, stop, Env{Args: os.Args[1:], Environ: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr})
+	return Run(ctx, stop, Env{Args: os.Args[1:], Environ: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin})
 }
 
 // Run runs one command and returns the exit status: 0 success, 1 failure,
@@ -84,6 +91,12 @@ func Run(ctx context.Context, restore func(), env Env) int {
 		err = token(env, args)
 	case "config":
 		err = configCmd(env, args)
+	case "sub":
+		err = sub(ctx, env, args)
+	case "pub":
+		err = pub(ctx, env, args)
+	case "bench":
+		err = bench(ctx, env, args)
 	case "version", "--version", "-version":
 		err = versionCmd(env, args)
 	case "help", "-h", "--help":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/heraldhq/herald/internal/config"
@@ -76,6 +77,10 @@ func serve(ctx context.Context, restore func(), env Env, args []string, started 
 		return err
 	}
 	log := server.NewLogger(cfg.Log, env.Stderr)
+	// Packages that log through the default logger use the same format.
+	prev := slog.Default()
+	slog.SetDefault(log)
+	defer slog.SetDefault(prev)
 	for _, name := range config.UnknownEnv(env.Environ) {
 		if name != envConfigFile && !strings.HasPrefix(name, "HERALD_TEST_") {
 			log.Warn("ignoring unknown environment variable", "name", name)

@@ -75,6 +75,14 @@ type Config struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxMessageSize is the largest message a client may send, in bytes.
 	MaxMessageSize int64 `yaml:"max_message_size"`
+	// MaxSubscriptions bounds one connection's subscriptions.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxConnectionsPerUser bounds one user's connections on a node
+	// (3504 beyond it); 0: no limit. Anonymous connections are not counted.
+	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
+	// AllowClientSend lets authenticated clients send direct messages to
+	// users (the send command); the server API always may.
+	AllowClientSend bool `yaml:"allow_client_send"`
 
 	ClientQueue Queue       `yaml:"client_queue"`
 	Compression Compression `yaml:"compression"`
@@ -209,22 +217,23 @@ type Demo struct {
 // memory broker, anonymous clients allowed, and DefaultNamespaces.
 func Default() *Config {
 	return &Config{
-		Listen:          "127.0.0.1:8080",
-		APIMaxBodySize:  1 << 20,
-		AllowAnonymous:  true,
-		Log:             Log{Level: "info", Format: "text"},
-		PingInterval:    25 * time.Second,
-		PongTimeout:     10 * time.Second,
-		ConnectTimeout:  10 * time.Second,
-		MaxMessageSize:  64 << 10,
-		ClientQueue:     Queue{Bytes: 1 << 20, Messages: 1024},
-		Compression:     Compression{Enabled: false, Threshold: 256},
-		History:         History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
-		Namespaces:      DefaultNamespaces(),
-		DrainTimeout:    5 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		Broker:          Broker{Type: "memory", Redis: RedisBroker{Prefix: "herald"}},
-		Demo:            Demo{Enabled: true},
+		Listen:           "127.0.0.1:8080",
+		APIMaxBodySize:   1 << 20,
+		AllowAnonymous:   true,
+		Log:              Log{Level: "info", Format: "text"},
+		PingInterval:     25 * time.Second,
+		PongTimeout:      10 * time.Second,
+		ConnectTimeout:   10 * time.Second,
+		MaxMessageSize:   64 << 10,
+		MaxSubscriptions: 128,
+		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024},
+		Compression:      Compression{Enabled: false, Threshold: 256},
+		History:          History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
+		Namespaces:       DefaultNamespaces(),
+		DrainTimeout:     5 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		Broker:           Broker{Type: "memory", Redis: RedisBroker{Prefix: "herald"}},
+		Demo:             Demo{Enabled: true},
 	}
 }
 
@@ -321,6 +330,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageSize < 128 || c.MaxMessageSize > 64<<20 {
 		return fmt.Errorf("max_message_size: %d out of range 128..%d", c.MaxMessageSize, 64<<20)
+	}
+	if c.MaxSubscriptions < 1 {
+		return fmt.Errorf("max_subscriptions: %d below 1", c.MaxSubscriptions)
+	}
+	if c.MaxConnectionsPerUser < 0 {
+		return fmt.Errorf("max_connections_per_user: negative (%d)", c.MaxConnectionsPerUser)
 	}
 	if c.ClientQueue.Bytes < 1024 {
 		return fmt.Errorf("client_queue.bytes: %d below 1024", c.ClientQueue.Bytes)

@@ -414,7 +414,12 @@ func (h *Hub) join(ctx context.Context, name string, opts ChannelOptions, j *joi
 		sh.mu.Unlock()
 
 		if creator {
-			if err := h.cfg.Broker.Subscribe(ctx, name); err != nil {
+			// Other joiners wait for this call, so the creator's own
+			// cancellation must not fail them; a timeout still bounds it.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerOpTimeout)
+			err := h.cfg.Broker.Subscribe(bctx, name)
+			cancel()
+			if err != nil {
 				err = fmt.Errorf("hub: subscribe %q: broker: %w", name, err)
 				h.counters.brokerErrors.Add(1)
 				sh.mu.Lock()

@@ -101,6 +101,15 @@ func decodeControl(data []byte) (*controlMessage, error) {
 		if m.Node == nil || m.Node.ID == "" {
 			return nil, errors.New("decode control message: node info without id")
 		}
+		if len(m.Node.TopChannels) > MaxNodeInfoChannels {
+			return nil, fmt.Errorf("decode control message: node info lists %d channels, more than %d",
+				len(m.Node.TopChannels), MaxNodeInfoChannels)
+		}
+		for name, k := range m.Node.TopChannels {
+			if k < 0 || ValidateChannel(name) != nil {
+				return nil, fmt.Errorf("decode control message: node info channel %q with %d subscribers", name, k)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("decode control message: unknown type %q", m.Type)
 	}
@@ -142,7 +151,18 @@ func (h *Hub) HandleControl(data []byte) {
 		n := *m.Node
 		n.Updated = time.Now()
 		h.nodesMu.Lock()
+		_, known := h.nodes[n.ID]
 		h.nodes[n.ID] = &n
 		h.nodesMu.Unlock()
+		if !known && n.ID != h.nodeID {
+			// A node joined (or came back): answer at once so it lists
+			// this node without waiting for the next interval. Each
+			// node triggers this once per newcomer, so a cluster of n
+			// nodes sends at most n-1 extra reports per join.
+			select {
+			case h.announce <- struct{}{}:
+			default:
+			}
+		}
 	}
 }

@@ -16,9 +16,12 @@ import (
 
 const numShards = 64
 
+var _ EventHandler = (*Hub)(nil)
+
 // Hub is a node's channel registry and fan-out engine. It is safe for
 // concurrent use. Create it with New, start it with Run, stop it with
-// Shutdown.
+// Shutdown. Its Handle* methods implement EventHandler and are called by
+// the Broker only.
 type Hub struct {
 	cfg     Config
 	nodeID  string
@@ -42,6 +45,9 @@ type Hub struct {
 
 	cleanups  chan cleanupTask
 	reconnect chan struct{}
+	// announce asks the loop to publish node info now: a node joined, and
+	// it should learn about this one without waiting a whole interval.
+	announce chan struct{}
 
 	nodesMu sync.Mutex
 	nodes   map[string]*NodeInfo
@@ -106,6 +112,7 @@ func New(cfg Config) (*Hub, error) {
 		seed:      maphash.MakeSeed(),
 		cleanups:  make(chan cleanupTask, cleanupQueueSize),
 		reconnect: make(chan struct{}, 1),
+		announce:  make(chan struct{}, 1),
 		nodes:     make(map[string]*NodeInfo),
 		loopDone:  make(chan struct{}),
 	}
@@ -137,8 +144,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	h.running = true
 	h.loopCtx, h.stop = context.WithCancel(context.WithoutCancel(ctx))
-	go h.loop()
+	// Ready before the loop starts: its first act is publishing node info.
 	h.ready.Store(true)
+	go h.loop()
 	return nil
 }
 

@@ -58,6 +58,8 @@ func (h *Hub) loop() {
 			h.housekeep(ctx)
 		case <-nodeInfo.C:
 			h.publishNodeInfo(ctx)
+		case <-h.announce:
+			h.publishNodeInfo(ctx)
 		case <-h.reconnect:
 			expected = h.readPositions(ctx)
 			grace.Reset(h.cfg.ReconnectGrace)
@@ -144,7 +146,7 @@ func (h *Hub) housekeep(ctx context.Context) {
 }
 
 func (h *Hub) publishNodeInfo(ctx context.Context) {
-	info := h.LocalInfo()
+	info := h.reportInfo()
 	if err := h.control(ctx, &controlMessage{Type: ctlNode, Node: &info}); err != nil && ctx.Err() == nil {
 		h.cfg.Logger.Warn("publish node info failed", "error", err)
 	}

@@ -122,6 +122,13 @@ type Config struct {
 	// cluster. 0 means 5s. Nodes silent for three intervals are dropped
 	// from Nodes.
 	NodeInfoInterval time.Duration
+	// NodeInfoChannels bounds the channel list in this node's published
+	// stats: the channels with the most local subscribers, at most this
+	// many (ClusterChannels sums these lists). 0 means
+	// DefaultNodeInfoChannels; larger values are capped at
+	// MaxNodeInfoChannels so a report always fits a control message;
+	// negative publishes no channel list.
+	NodeInfoChannels int
 	// RecoveryWait bounds how long a subscribe waits for live publications
 	// that history already reported but the broker has not delivered yet
 	// (distributed brokers only); afterwards they count as lost (see
@@ -143,6 +150,10 @@ func (c *Config) withDefaults() {
 	if c.NodeInfoInterval <= 0 {
 		c.NodeInfoInterval = 5 * time.Second
 	}
+	if c.NodeInfoChannels == 0 {
+		c.NodeInfoChannels = DefaultNodeInfoChannels
+	}
+	c.NodeInfoChannels = min(c.NodeInfoChannels, MaxNodeInfoChannels)
 	if c.RecoveryWait <= 0 {
 		c.RecoveryWait = 5 * time.Second
 	}

@@ -111,6 +111,12 @@ type NodeInfo struct {
 	Subscriptions int `json:"subscriptions"`
 	// UptimeSeconds since the node's hub was created.
 	UptimeSeconds int64 `json:"uptime"`
+	// TopChannels maps the node's channels with the most local
+	// subscribers, at most Config.NodeInfoChannels of them, to their
+	// local subscriber counts. It is set in published reports (and so in
+	// Nodes for other nodes), not by LocalInfo; the list is complete when
+	// its length equals Channels. Read-only: Nodes shares it.
+	TopChannels map[string]int `json:"top_channels,omitempty"`
 	// Updated is when this node received the report (local clock; not
 	// transmitted).
 	Updated time.Time `json:"-"`
@@ -140,6 +146,70 @@ func (h *Hub) LocalInfo() NodeInfo {
 		}
 	}
 	return n
+}
+
+// Bounds of the channel list in node reports. A channel name is at most
+// MaxChannelLength printable ASCII bytes (at most twice that once JSON
+// escaped), so MaxNodeInfoChannels entries stay well under MaxControlSize.
+const (
+	DefaultNodeInfoChannels = 1000
+	MaxNodeInfoChannels     = 1500
+)
+
+// reportInfo is LocalInfo plus the bounded channel list, for publishing.
+func (h *Hub) reportInfo() NodeInfo {
+	n := h.LocalInfo()
+	limit := h.cfg.NodeInfoChannels
+	if limit <= 0 {
+		return n
+	}
+	chs := h.Channels()
+	if len(chs) > limit {
+		type entry struct {
+			name string
+			n    int
+		}
+		all := make([]entry, 0, len(chs))
+		for name, k := range chs {
+			all = append(all, entry{name, k})
+		}
+		// Most subscribers first; names break ties so the choice is stable
+		// from one report to the next.
+		sort.Slice(all, func(a, b int) bool {
+			if all[a].n != all[b].n {
+				return all[a].n > all[b].n
+			}
+			return all[a].name < all[b].name
+		})
+		chs = make(map[string]int, limit)
+		for _, e := range all[:limit] {
+			chs[e.name] = e.n
+		}
+	}
+	if len(chs) > 0 {
+		n.TopChannels = chs
+	}
+	return n
+}
+
+// ClusterChannels returns the channels with subscribers anywhere in the
+// cluster and their subscriber counts: this node's exact counts plus the
+// last report of every live node. It is bounded by what nodes report:
+// counts of other nodes are up to NodeInfoInterval old, and a node whose
+// channels exceed its NodeInfoChannels reports only its largest ones, so a
+// channel that is small on such a node is undercounted (or missing when it
+// has subscribers only there).
+func (h *Hub) ClusterChannels() map[string]int {
+	out := h.Channels()
+	for _, n := range h.Nodes() {
+		if n.ID == h.nodeID {
+			continue
+		}
+		for name, k := range n.TopChannels {
+			out[name] += k
+		}
+	}
+	return out
 }
 
 // Nodes returns the live nodes of the cluster, this one included with its

@@ -33,6 +33,14 @@
 // Alternatively one Redis Cluster (Options.Cluster) or one Sentinel-managed
 // master (Options.SentinelMaster) can be used.
 //
+// In a Redis Cluster pub/sub is classic: messages reach the node holding
+// the broker's pub/sub connection through the cluster bus, later than they
+// were published. So that order still holds, every message of a channel
+// (publications, joins, leaves) is published by a script run on the
+// channel's slot owner, and Subscribe, after Redis confirmed the
+// subscription, publishes a barrier message the same way and drops the
+// channel's messages until it arrives.
+//
 // # Failures
 //
 // Commands use short timeouts (Options.OpTimeout) and are never retried or
@@ -341,7 +349,7 @@ func (b *Broker) Run(ctx context.Context, h hub.EventHandler) error {
 		b.wg.Add(1)
 		go s.read()
 	}
-	if err := b.shardFor(b.controlChannel).subscribe(ctx, b.controlChannel); err != nil {
+	if err := b.shardFor(b.controlChannel).subscribe(ctx, b.controlChannel, ""); err != nil {
 		return fmt.Errorf("redisbroker: subscribe control channel: %w", err)
 	}
 	return nil
@@ -452,7 +460,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	if err := b.check(); err != nil {
 		return err
 	}
-	return b.shardFor(channel).subscribe(ctx, b.pubsubName(channel))
+	return b.shardFor(channel).subscribe(ctx, b.pubsubName(channel), channel)
 }
 
 // Unsubscribe implements hub.Broker. It returns once Redis has confirmed
@@ -480,7 +488,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		msg := make([]byte, 0, len(blob)+4)
 		msg = append(msg, "p0  "...)
 		msg = append(msg, blob...)
-		err := s.client.Do(octx, s.publishCmd, b.pubsubName(channel), msg).Err()
+		err := b.publishViaOwner(octx, s, b.metaKey(channel), b.pubsubName(channel), msg)
 		return hub.StreamPosition{}, wrapErr(ctx, "publish to", channel, err)
 	}
 	res, err := publishScript.Run(octx, s.client,
@@ -520,8 +528,19 @@ func (b *Broker) publishEvent(ctx context.Context, channel string, kind byte, in
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
 	msg := brokercodec.AppendClientInfo([]byte{kind}, info)
-	err := s.client.Do(octx, s.publishCmd, b.pubsubName(channel), msg).Err()
+	err := b.publishViaOwner(octx, s, b.metaKey(channel), b.pubsubName(channel), msg)
 	return wrapErr(ctx, "publish event to", channel, err)
+}
+
+// publishViaOwner publishes msg on the pub/sub channel name. In cluster
+// mode it runs a script keyed by key (a key of the channel), so the slot
+// owner publishes every message of the channel and they keep their order
+// on their way through the cluster bus.
+func (b *Broker) publishViaOwner(ctx context.Context, s *shard, key, name string, msg []byte) error {
+	if b.opts.Cluster {
+		return eventScript.Run(ctx, s.client, []string{key}, s.publishCmd, name, msg).Err()
+	}
+	return s.client.Do(ctx, s.publishCmd, name, msg).Err()
 }
 
 // PublishControl implements hub.Broker. Control messages go through the
@@ -534,7 +553,7 @@ func (b *Broker) PublishControl(ctx context.Context, data []byte) error {
 	s := b.shardFor(b.controlChannel)
 	octx, cancel := b.opContext(ctx)
 	defer cancel()
-	err := s.client.Do(octx, s.publishCmd, b.controlChannel, data).Err()
+	err := b.publishViaOwner(octx, s, b.opts.Prefix+":{control}", b.controlChannel, data)
 	return wrapErr(ctx, "publish control", "", err)
 }
 

@@ -24,6 +24,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// suiteOpTimeout is generous: the suites run on loaded two-core CI
+// machines with the race detector, and timing is not what they check.
+const suiteOpTimeout = 5 * time.Second
+
 func uniquePrefix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -35,6 +39,9 @@ func newTestBroker(t *testing.T, opts Options) *Broker {
 	t.Helper()
 	if opts.Prefix == "" {
 		opts.Prefix = uniquePrefix()
+	}
+	if opts.OpTimeout == 0 {
+		opts.OpTimeout = suiteOpTimeout
 	}
 	b, err := New(opts)
 	if err != nil {
@@ -53,7 +60,7 @@ func newTestBroker(t *testing.T, opts Options) *Broker {
 func TestSuite(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 1)
 	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix()})
+		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -64,7 +71,7 @@ func TestSuite(t *testing.T) {
 func TestSuiteClassicPubSub(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 1)
 	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), PubSub: PubSubClassic})
+		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), PubSub: PubSubClassic, OpTimeout: suiteOpTimeout})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -75,7 +82,7 @@ func TestSuiteClassicPubSub(t *testing.T) {
 func TestSuiteSharded(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 2)
 	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs, Prefix: uniquePrefix()})
+		b, err := New(Options{Addrs: addrs, Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -312,7 +319,7 @@ func TestHashRing(t *testing.T) {
 // (the restarted server has no persistence).
 func TestOutageAndRecovery(t *testing.T) {
 	srv := testservers.StartRedis(t)
-	const opTimeout = 500 * time.Millisecond
+	const opTimeout = 2 * time.Second
 	b := newTestBroker(t, Options{Addrs: []string{srv.Addr()}, OpTimeout: opTimeout, MaxReconnectGap: 100 * time.Millisecond})
 	rec := run(t, b)
 	ctx := context.Background()
@@ -373,7 +380,7 @@ func TestOutageAndRecovery(t *testing.T) {
 // TestSubscribeDuringOutage fails fast too.
 func TestSubscribeDuringOutage(t *testing.T) {
 	srv := testservers.StartRedis(t)
-	b := newTestBroker(t, Options{Addrs: []string{srv.Addr()}, OpTimeout: 500 * time.Millisecond})
+	b := newTestBroker(t, Options{Addrs: []string{srv.Addr()}, OpTimeout: 2 * time.Second})
 	run(t, b)
 	srv.Stop()
 	if err := b.Subscribe(context.Background(), "x"); !errors.Is(err, hub.ErrBrokerUnavailable) {
@@ -438,7 +445,7 @@ func FuzzDecodePublicationMessage(f *testing.F) {
 
 func BenchmarkPublish(b *testing.B) {
 	addrs := testservers.RedisAddrs(b, 1)
-	br, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix()})
+	br, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -458,4 +465,20 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// TestSuiteCluster runs the suite against a real three-master Redis
+// Cluster started for this test.
+func TestSuiteCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	addrs := testservers.StartRedisCluster(t, 3)
+	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+		b, err := New(Options{Addrs: addrs, Cluster: true, Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return b, b
+	})
 }

@@ -159,3 +159,11 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 `)
+
+// eventScript publishes a message from the node owning KEYS[1]'s slot.
+//
+// KEYS: 1 any key of the channel (not accessed). ARGV: 1 PUBLISH or
+// SPUBLISH, 2 pub/sub channel, 3 message.
+var eventScript = redis.NewScript(`
+return redis.call(ARGV[1], ARGV[2], ARGV[3])
+`)

@@ -36,6 +36,9 @@ type shard struct {
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // ping token -> closed when the pong arrives
 	tokens  uint64
+	// syncing maps a pub/sub channel being subscribed in cluster mode to
+	// the token of its in-band barrier; messages before it are dropped.
+	syncing map[string]string
 }
 
 // reconnectToken is the payload of the ping that marks the end of a
@@ -43,7 +46,7 @@ type shard struct {
 const reconnectToken = "herald-reconnect"
 
 func (b *Broker) newShard(index int, addr string, c redis.UniversalClient) *shard {
-	return &shard{b: b, index: index, addr: addr, client: c, waiters: make(map[string]chan struct{})}
+	return &shard{b: b, index: index, addr: addr, client: c, waiters: make(map[string]chan struct{}), syncing: make(map[string]string)}
 }
 
 // detect checks that the shard answers and chooses its pub/sub commands.
@@ -79,11 +82,19 @@ func (s *shard) detect(ctx context.Context) error {
 	return nil
 }
 
-func (s *shard) subscribe(ctx context.Context, name string) error {
+// subscribe subscribes the pub/sub channel name, which carries channel's
+// events ("" for the control channel).
+func (s *shard) subscribe(ctx context.Context, name, channel string) error {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	octx, cancel := s.b.opContext(ctx)
 	defer cancel()
+	var token string
+	if s.b.opts.Cluster && channel != "" {
+		// Drop the channel's messages from now until the barrier.
+		token = s.startSync(name)
+		defer s.endSync(name, token)
+	}
 	var err error
 	if s.sharded {
 		err = s.ps.SSubscribe(octx, name)
@@ -93,7 +104,55 @@ func (s *shard) subscribe(ctx context.Context, name string) error {
 	if err != nil {
 		return wrapErr(ctx, "subscribe", name, err)
 	}
-	return s.barrier(ctx, octx, name)
+	if err := s.barrier(ctx, octx, name); err != nil {
+		return err
+	}
+	if token != "" {
+		return s.inBandBarrier(ctx, octx, name, channel, token)
+	}
+	return nil
+}
+
+func (s *shard) startSync(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens++
+	token := "herald-sync-" + strconv.FormatUint(s.tokens, 10)
+	s.waiters[token] = make(chan struct{})
+	s.syncing[name] = token
+	return token
+}
+
+func (s *shard) endSync(name, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.waiters, token)
+	if s.syncing[name] == token {
+		delete(s.syncing, name)
+	}
+}
+
+// inBandBarrier is needed in Redis Cluster, where classic pub/sub messages
+// reach the node our connection uses through the cluster bus, later than
+// they were published: a confirmed subscription may still receive messages
+// published before it. Every message of a channel is published by its slot
+// owner, so a barrier message published there after the subscription was
+// confirmed arrives after all of them; messages before it are dropped.
+func (s *shard) inBandBarrier(parent, ctx context.Context, name, channel, token string) error {
+	s.mu.Lock()
+	done := s.waiters[token]
+	s.mu.Unlock()
+	if err := s.b.publishViaOwner(ctx, s, s.b.metaKey(channel), name, []byte("b"+token)); err != nil {
+		return wrapErr(parent, "confirm subscription", name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-s.b.ctx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return wrapErr(parent, "confirm subscription", name, ctx.Err())
+	}
 }
 
 func (s *shard) unsubscribe(ctx context.Context, name string) error {
@@ -239,7 +298,22 @@ func (s *shard) dispatch(m *redis.Message) {
 		return
 	}
 	payload := []byte(m.Payload)
+	s.mu.Lock()
+	token, syncing := s.syncing[m.Channel]
+	if syncing && m.Payload == "b"+token {
+		delete(s.syncing, m.Channel)
+		if c := s.waiters[token]; c != nil {
+			close(c)
+			delete(s.waiters, token)
+		}
+	}
+	s.mu.Unlock()
+	if syncing {
+		return // published before the subscription took effect
+	}
 	switch payload[0] {
+	case 'b':
+		// Another node's subscription barrier.
 	case 'p':
 		pub, pos, err := decodePublicationMessage(payload[1:])
 		if err != nil {

@@ -79,7 +79,7 @@ func (b apiBackend) Disconnect(ctx context.Context, user string, d wire.Disconne
 }
 
 func (b apiBackend) Channels(context.Context) (map[string]httpapi.ChannelInfo, error) {
-	chs := b.h.Channels()
+	chs := b.h.ClusterChannels()
 	out := make(map[string]httpapi.ChannelInfo, len(chs))
 	for name, n := range chs {
 		out[name] = httpapi.ChannelInfo{NumClients: n}

@@ -13,10 +13,8 @@ import (
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/membroker"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/netpoll"
-	"github.com/heraldhq/herald/internal/redisbroker"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/web"
@@ -43,29 +41,11 @@ type node struct {
 
 func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, m *metrics.Metrics) (*node, error) {
 	n := &node{cfg: cfg, log: log, metrics: m}
-	switch cfg.Broker.Type {
-	case "memory":
-		n.broker = membroker.New(membroker.Options{HistoryMetaTTL: cfg.History.MetaTTL})
-	case "redis":
-		r := cfg.Broker.Redis
-		b, err := redisbroker.New(redisbroker.Options{
-			Addrs:          r.Addrs,
-			Cluster:        r.Cluster,
-			SentinelMaster: r.SentinelMaster,
-			Username:       r.Username,
-			Password:       r.Password,
-			DB:             r.DB,
-			Prefix:         r.Prefix,
-			HistoryMetaTTL: cfg.History.MetaTTL,
-			Logger:         log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-		n.broker = b
-	default:
-		return nil, fmt.Errorf("server: broker.type %q is not available in this build (use memory or redis)", cfg.Broker.Type)
+	b, berr := newBroker(cfg, log)
+	if berr != nil {
+		return nil, berr
 	}
+	n.broker = b
 	ok := false
 	defer func() {
 		if !ok {
@@ -81,6 +61,8 @@ func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, 
 		NodeName:   cfg.Node,
 		Version:    version,
 		Logger:     log,
+
+		MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -90,18 +72,20 @@ func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, 
 		return nil, err
 	}
 	n.sessions, err = session.NewManager(session.Config{
-		Hub:             n.hub,
-		Verifier:        n.verifier,
-		AllowAnonymous:  cfg.AllowAnonymous,
-		PingInterval:    cfg.PingInterval,
-		PongTimeout:     cfg.PongTimeout,
-		ConnectTimeout:  cfg.ConnectTimeout,
-		MaxDataSize:     int(cfg.MaxMessageSize),
-		HistoryMaxLimit: cfg.History.MaxLimit,
-		Node:            cfg.Node,
-		Version:         version,
-		Metrics:         newSessionMetrics(m),
-		Logger:          log,
+		Hub:              n.hub,
+		Verifier:         n.verifier,
+		AllowAnonymous:   cfg.AllowAnonymous,
+		AllowSend:        cfg.AllowClientSend,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		PingInterval:     cfg.PingInterval,
+		PongTimeout:      cfg.PongTimeout,
+		ConnectTimeout:   cfg.ConnectTimeout,
+		MaxDataSize:      int(cfg.MaxMessageSize),
+		HistoryMaxLimit:  cfg.History.MaxLimit,
+		Node:             cfg.Node,
+		Version:          version,
+		Metrics:          newSessionMetrics(m),
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

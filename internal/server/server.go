@@ -78,7 +78,7 @@ type Server struct {
 	started      bool
 	shuttingDown bool
 	ln           *fdLimitListener
-	wg           sync.WaitGroup // goroutines started by go()
+	wg           sync.WaitGroup // goroutines started by goLocked
 	cancelBG     context.CancelFunc
 
 	shutdownOnce sync.Once
@@ -365,7 +365,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if !s.ready.Load() {
+	if !s.ready.Load() || !brokerConnected(s.node.broker) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
 		return

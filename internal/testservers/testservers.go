@@ -315,3 +315,70 @@ func (s *Server) logTail() string {
 	}
 	return string(b)
 }
+
+// StartRedisCluster starts masters private redis-server processes in
+// cluster mode (no replicas, no persistence), joins them into one Redis
+// Cluster covering every slot with redis-cli, and waits until every node
+// reports cluster_state:ok. It returns the nodes' addresses.
+func StartRedisCluster(t testing.TB, masters int) []string {
+	t.Helper()
+	bin := lookBinary(t, "redis-server")
+	cli := lookBinary(t, "redis-cli")
+	addrs := make([]string, masters)
+	for i := range addrs {
+		dir := t.TempDir()
+		port := freeClusterPort(t)
+		s := &Server{t: t, name: "redis-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+		s.args = []string{bin,
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--cluster-enabled", "yes", "--cluster-config-file", dir + "/nodes.conf",
+			"--daemonize", "no", "--loglevel", "warning",
+		}
+		t.Cleanup(s.Stop)
+		s.Start()
+		addrs[i] = s.addr
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("testservers: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(startTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for {
+			out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testservers: redis cluster node %s not ready: %v\n%s", a, err, out)
+			}
+			<-tick.C
+		}
+	}
+	return addrs
+}
+
+// freeClusterPort returns a free port whose cluster bus port (port+10000)
+// is free too.
+func freeClusterPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		p := freePort(t)
+		if p+10000 > 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+10000)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return p
+	}
+	t.Fatalf("testservers: no free port pair for a cluster node")
+	return 0
+}

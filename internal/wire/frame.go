@@ -71,7 +71,7 @@ const (
 	maxPooledFrame = 64 << 10
 )
 
-var framePools [7]sync.Pool // 512 B, 1 KiB, ..., 32 KiB, 64 KiB
+var framePools [8]sync.Pool // 512 B, 1 KiB, ..., 32 KiB, 64 KiB
 
 func framePoolIndex(n int) int {
 	i, size := 0, minPooledFrame

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -223,7 +224,7 @@ func (r *recorder) WriteBuffers(bs ...[]byte) error {
 	}
 	return nil
 }
-func (r *recorder) Queued() (int, int)                   { return 0, 0 }
+func (r *recorder) Queued() (int, int)                  { return 0, 0 }
 func (r *recorder) CloseAfterFlush(time.Duration) error { return r.Close() }
 func (r *recorder) Close() error {
 	r.mu.Lock()
@@ -434,28 +435,26 @@ func TestHalfOpen(t *testing.T) {
 	alive := s.connect(wire.EncodingJSON)
 	alive.subscribe("chat:presence")
 
-	stop := make(chan struct{})
+	_ = alive.nc.SetReadDeadline(time.Time{})
 	pongs := make(chan error, 1)
 	go func() {
-		// Answer every ping until told to stop.
+		// Answer every ping until the socket is closed.
 		for {
-			select {
-			case <-stop:
-				pongs <- nil
-				return
-			default:
-			}
-			_ = alive.nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 			b, err := alive.fr.ReadFrame()
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
 				pongs <- err
 				return
 			}
-			if _, p, err := alive.codec.DecodeServerMessage(b, nil); err == nil && p != nil && p.Type == wire.PushPing {
+			_, p, err := alive.codec.DecodeServerMessage(b, nil)
+			if err != nil {
+				pongs <- err
+				return
+			}
+			if p != nil && p.Type == wire.PushDisconnect {
+				pongs <- fmt.Errorf("disconnected: %+v", p.Disconnect)
+				return
+			}
+			if p != nil && p.Type == wire.PushPing {
 				if _, err := alive.nc.Write(wire.AppendFrame(nil, alive.codec.AppendCommand(nil, &wire.Command{Method: wire.MethodPong}))); err != nil {
 					pongs <- err
 					return
@@ -473,10 +472,13 @@ func TestHalfOpen(t *testing.T) {
 		_, here := p[alive.id]
 		return !gone && here
 	})
-	close(stop)
-	if err := <-pongs; err != nil {
-		t.Fatalf("live client: %v", err)
+	select {
+	case err := <-pongs:
+		t.Fatalf("answering client: %v", err)
+	default:
 	}
+	alive.nc.Close()
+	<-pongs
 	silent.expectDisconnect(wire.DisconnectNoPong)
 	if s.metrics.closedWith(wire.DisconnectNoPong) != 1 {
 		t.Fatal("the answering client was disconnected too")

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/loadgen"
+)
+
+const benchUsage = `Usage: herald bench [flags]
+
+Opens many client connections to a herald node (or, with --protocol raw, to
+a comparison server) and measures what the subscribers see: deliveries per
+second, loss, duplicates and latency percentiles, plus the server's CPU and
+RSS with --server-pid. A progress line is printed on standard error every
+second; --json prints the full result on standard output.
+
+Modes:
+  fanout  subscribe --conns connections to --channels channels (and a shared
+          one with --shared), publish at --rate, or ramp with --ramp
+          FROM:TO:STEP and --step, through the server API or --publish-via ws
+  echo    every connection publishes --size-byte messages to a channel of its
+          own over its own connection and waits for each to come back
+  idle    connect and subscribe, wait --duration, report the server's memory
+          per connection (--server-pid, --metrics-url)
+
+Examples:
+  herald bench --url ws://127.0.0.1:8080/ws --api-key KEY --conns 5000 --ramp 10000:100000:10000 --step 20s
+  herald bench --mode echo --conns 1000 --duration 20s
+  herald bench --mode idle --conns 15000 --server-pid $(pidof herald) --metrics-url http://127.0.0.1:8080/metrics
+
+Flags:
+`
+
+func bench(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet("bench", env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	var cfg loadgen.Config
+	var proto, mode, rate, ramp, plot string
+	var jsonOut, quiet bool
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket `URL` of the server (ws:// or wss://)")
+	fs.StringVar(&proto, "protocol", "herald", "`protocol`: herald, or raw for the comparison servers")
+	fs.StringVar(&mode, "mode", "fanout", "`mode`: fanout, echo or idle")
+	fs.IntVar(&cfg.Conns, "conns", 100, "number of client `connections`")
+	fs.IntVar(&cfg.Channels, "channels", 1, "number of `channels` the connections spread over (fanout)")
+	fs.BoolVar(&cfg.Shared, "shared", false, "also subscribe every connection to one shared channel (fanout)")
+	fs.StringVar(&cfg.ChannelPrefix, "prefix", "bench:", "channel name `prefix` (herald: the namespace and ':')")
+	fs.StringVar(&rate, "rate", "1000", "publications per `second` (fanout)")
+	fs.StringVar(&ramp, "ramp", "", "ramp rates `FROM:TO:STEP`, one step of --step each (fanout)")
+	fs.DurationVar(&cfg.Step, "step", 10*time.Second, "`duration` of each rate step (fanout)")
+	fs.StringVar(&cfg.PublishVia, "publish-via", "http", "publish through the server API (`http`) or client connections (ws)")
+	fs.StringVar(&cfg.PublishURL, "publish-url", "", "publish endpoint `URL` (default: derived from --url)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "server API `key` (default: env HERALD_API_KEY)")
+	fs.IntVar(&cfg.Publishers, "publishers", 8, "concurrent `publishers`")
+	fs.IntVar(&cfg.PayloadSize, "size", 0, "publication data size in `bytes` (default 100; echo 1024)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "`duration` of an echo run, or how long idle connections are held")
+	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 64, "dials in `progress` at once")
+	fs.BoolVar(&cfg.NoSpread, "no-spread", false, "do not spread loopback connections over source addresses 127.0.0.2-254")
+	fs.BoolVar(&cfg.InsecureTLS, "insecure-tls", false, "skip certificate verification for wss:// (test servers only)")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`pid` of the server process, sampled for CPU and RSS")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` of the server, for Go heap/stack/goroutines")
+	fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 `latency` above which a fanout step fails")
+	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "continue the ramp after a failed step")
+	fs.BoolVar(&jsonOut, "json", false, "print the result as JSON on standard output")
+	fs.BoolVar(&quiet, "quiet", false, "no progress line")
+	fs.StringVar(&plot, "plot", "", "write throughput and latency over time to this SVG `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg.Protocol = loadgen.Protocol(proto)
+	cfg.Mode = loadgen.Mode(mode)
+	if cfg.APIKey == "" {
+		cfg.APIKey = lookupEnv(env.Environ, "HERALD_API_KEY")
+	}
+	rates, err := parseRates(rate, ramp)
+	if err != nil {
+		return fmt.Errorf("%w: bench: %v", errUsage, err)
+	}
+	cfg.Rates = rates
+	if !quiet {
+		cfg.Progress = env.Stderr
+	}
+	res, runErr := loadgen.Run(ctx, cfg)
+	if res == nil {
+		return fmt.Errorf("bench: %w", runErr)
+	}
+	if plot != "" {
+		f, err := os.Create(plot)
+		if err != nil {
+			return fmt.Errorf("bench: plot: %w", err)
+		}
+		title := fmt.Sprintf("herald bench %s: %d conns, %s", cfg.Mode, res.Connected, cfg.URL)
+		if err := loadgen.WriteSVG(f, title, res.Series); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: plot: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("bench: plot: %w", err)
+		}
+	}
+	if jsonOut {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printBench(env, res)
+	}
+	if runErr != nil && ctx.Err() == nil {
+		return fmt.Errorf("bench: %w", runErr)
+	}
+	return nil
+}
+
+// parseRates turns --rate N or --ramp FROM:TO:STEP into the step rates.
+func parseRates(rate, ramp string) ([]int, error) {
+	if ramp == "" {
+		n, err := strconv.Atoi(rate)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--rate %q: want a positive integer", rate)
+		}
+		return []int{n}, nil
+	}
+	parts := strings.Split(ramp, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("--ramp %q: want FROM:TO:STEP", ramp)
+	}
+	var v [3]int
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--ramp %q: %q is not a positive integer", ramp, p)
+		}
+		v[i] = n
+	}
+	if v[1] < v[0] {
+		return nil, fmt.Errorf("--ramp %q: TO below FROM", ramp)
+	}
+	if (v[1]-v[0])/v[2] > 1000 {
+		return nil, fmt.Errorf("--ramp %q: more than 1000 steps", ramp)
+	}
+	var out []int
+	for r := v[0]; r <= v[1]; r += v[2] {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func printBench(env Env, res *loadgen.Result) {
+	w := env.Stdout
+	fmt.Fprintf(w, "%s %s (%s): %d/%d connected in %.1fs, %d connect errors, %d disconnects\n",
+		res.Mode, res.URL, res.Protocol, res.Connected, res.Conns, res.ConnectSeconds, res.ConnectErr, res.Disconnects)
+	if res.FirstConnectError != "" {
+		fmt.Fprintf(w, "first connect error: %s\n", res.FirstConnectError)
+	}
+	if len(res.Steps) > 0 {
+		fmt.Fprintf(w, "%10s %10s %12s %8s %6s %8s %8s %8s %8s %6s %s\n",
+			"rate", "pub/s", "deliv/s", "lost", "dups", "p50ms", "p99ms", "p99.9ms", "maxms", "cpu%", "ok")
+		for _, s := range res.Steps {
+			fmt.Fprintf(w, "%10d %10.0f %12.0f %8d %6d %8.2f %8.2f %8.2f %8.2f %6.0f %v\n",
+				s.TargetRate, s.PublishRate, s.DeliveriesPerSec, s.Lost, s.Duplicates,
+				s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.ServerCPU, s.OK)
+		}
+		if res.Best >= 0 {
+			fmt.Fprintf(w, "best passing step: %.0f deliveries/s at rate %d\n",
+				res.Steps[res.Best].DeliveriesPerSec, res.Steps[res.Best].TargetRate)
+		} else {
+			fmt.Fprintln(w, "no step passed (loss, errors, or p99 above --max-p99)")
+		}
+	}
+	if e := res.Echo; e != nil {
+		fmt.Fprintf(w, "echo: %d round trips, %.0f/s, %d errors, p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
+			e.RoundTrips, e.PerSec, e.Errors, e.Latency.P50, e.Latency.P99, e.Latency.P999, e.Latency.Max)
+	}
+	if i := res.Idle; i != nil {
+		fmt.Fprintf(w, "idle: server RSS %.1f MiB -> %.1f MiB: %.0f bytes/conn; heap %.0f B/conn, stack %.0f B/conn, goroutines %.3f/conn\n",
+			float64(i.BaselineRSS)/(1<<20), float64(i.RSS)/(1<<20), i.RSSPerConn, i.HeapPerConn, i.StackPerConn, i.GoroutinesPer)
+	}
+}

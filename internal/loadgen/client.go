@@ -1,0 +1,230 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/ws"
+)
+
+// Protocol selects what the load generator speaks on a connection.
+type Protocol string
+
+const (
+	// ProtocolHerald is herald's client protocol (docs/protocol.md): a
+	// connect command, subscribe commands, publish commands; publications
+	// arrive as "publication" pushes whose data is the payload.
+	ProtocolHerald Protocol = "herald"
+	// ProtocolRaw is the minimal protocol of the comparison servers:
+	//
+	//	client -> {"sub":"CHANNEL"}                 server -> {"ok":"CHANNEL"}
+	//	client -> {"pub":"CHANNEL","data":PAYLOAD}  server sends PAYLOAD to every subscriber
+	//	HTTP POST /publish {"channel":"CHANNEL","data":PAYLOAD} -> 200
+	//
+	// and every publication arrives as one text frame holding PAYLOAD.
+	ProtocolRaw Protocol = "raw"
+)
+
+// payload builds the data of one publication: the channel index, its
+// sequence number and the send time, padded to size bytes. The keys are
+// unlikely to appear elsewhere in a server's frame.
+func payload(dst []byte, ch int, seq uint64, sent time.Time, size int) []byte {
+	dst = append(dst, `{"bch":`...)
+	dst = strconv.AppendInt(dst, int64(ch), 10)
+	dst = append(dst, `,"bseq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"bts":`...)
+	dst = strconv.AppendInt(dst, sent.UnixNano(), 10)
+	dst = append(dst, `,"pad":"`...)
+	for n := len(dst) + 2; n < size; n++ {
+		dst = append(dst, 'x')
+	}
+	return append(dst, `"}`...)
+}
+
+// parsed is what a received frame carried.
+type parsed struct {
+	ch   int
+	seq  uint64
+	sent int64 // unix nanoseconds
+}
+
+// parseFrame finds the payload fields in a received frame (a herald push
+// or a raw publication). ok is false for frames that carry no payload:
+// replies, pings.
+func parseFrame(b []byte) (p parsed, ok bool) {
+	ch, ok1 := intAfter(b, `"bch":`)
+	seq, ok2 := intAfter(b, `"bseq":`)
+	ts, ok3 := intAfter(b, `"bts":`)
+	if !ok1 || !ok2 || !ok3 || ch < 0 || seq <= 0 {
+		return p, false
+	}
+	return parsed{ch: int(ch), seq: uint64(seq), sent: ts}, true
+}
+
+func intAfter(b []byte, key string) (int64, bool) {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	b = b[i+len(key):]
+	var v int64
+	n := 0
+	for n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + int64(b[n]-'0')
+		n++
+	}
+	return v, n > 0
+}
+
+// dialer opens the client connections of a run.
+type dialer struct {
+	url      string
+	protocol Protocol
+	srcAddrs []net.IP
+	tls      *tls.Config
+}
+
+func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) (*dialer, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("url %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "tcp":
+		return nil, errors.New("tcp:// targets need herald's TCP transport, which this build does not serve (tcp_listen is reserved); use ws:// or wss://")
+	default:
+		return nil, fmt.Errorf("url %q: scheme must be ws or wss", rawURL)
+	}
+	switch protocol {
+	case ProtocolHerald, ProtocolRaw:
+	default:
+		return nil, fmt.Errorf("unknown protocol %q (herald or raw)", protocol)
+	}
+	d := &dialer{url: rawURL, protocol: protocol}
+	if spread {
+		d.srcAddrs = sourceAddrs(u.Hostname())
+	}
+	if insecureTLS {
+		d.tls = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure-tls
+	}
+	return d, nil
+}
+
+// conn is one client connection. Its reader goroutine is the only one
+// that reads; writes come from that goroutine (echo) or from publishers
+// sharing it (publish through a connection), which ws.Conn allows.
+type conn struct {
+	idx   int
+	c     *ws.Conn
+	proto Protocol
+	next  uint32 // herald command ids, used by the goroutine that subscribes
+}
+
+func (d *dialer) dial(ctx context.Context, idx int) (*conn, error) {
+	opts := &ws.DialOptions{TLSConfig: d.tls, ReadLimit: 1 << 20}
+	if len(d.srcAddrs) > 0 {
+		src := d.srcAddrs[idx%len(d.srcAddrs)]
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}
+		opts.NetDialContext = nd.DialContext
+	}
+	c, _, err := ws.Dial(ctx, d.url, opts)
+	if err != nil {
+		return nil, err
+	}
+	cn := &conn{idx: idx, c: c, proto: d.proto()}
+	if cn.proto == ProtocolHerald {
+		if _, err := cn.call(ctx, "connect", map[string]any{"name": "herald-bench", "version": "1"}); err != nil {
+			c.CloseNow()
+			return nil, err
+		}
+	}
+	return cn, nil
+}
+
+func (d *dialer) proto() Protocol { return d.protocol }
+
+// call sends a herald command and waits for its reply, skipping pushes.
+func (cn *conn) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	cn.next++
+	id := cn.next
+	b, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	if err != nil {
+		return nil, err
+	}
+	if err := cn.c.Write(ctx, ws.MessageText, b); err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	for {
+		_, msg, err := cn.c.Read(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+		var r struct {
+			ID     uint32          `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(msg, &r) != nil || r.ID != id {
+			continue
+		}
+		if r.Error != nil {
+			return nil, fmt.Errorf("%s: error %d: %s", method, r.Error.Code, r.Error.Message)
+		}
+		return r.Result, nil
+	}
+}
+
+// subscribe subscribes to channel and waits until the server confirms.
+func (cn *conn) subscribe(ctx context.Context, channel string) error {
+	if cn.proto == ProtocolHerald {
+		_, err := cn.call(ctx, "subscribe", map[string]any{"channel": channel})
+		return err
+	}
+	b, _ := json.Marshal(map[string]string{"sub": channel})
+	if err := cn.c.Write(ctx, ws.MessageText, b); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	want, _ := json.Marshal(map[string]string{"ok": channel})
+	for {
+		_, msg, err := cn.c.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		if bytes.Equal(bytes.TrimSpace(msg), want) {
+			return nil
+		}
+	}
+}
+
+// publishFrame builds the frame that publishes data to channel over a
+// client connection. id is the herald command id (ignored by raw).
+func publishFrame(dst []byte, proto Protocol, id uint32, channel string, data []byte) []byte {
+	q, _ := json.Marshal(channel)
+	if proto == ProtocolHerald {
+		dst = append(dst, `{"id":`...)
+		dst = strconv.AppendUint(dst, uint64(id), 10)
+		dst = append(dst, `,"method":"publish","params":{"channel":`...)
+		dst = append(dst, q...)
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, data...)
+		return append(dst, `}}`...)
+	}
+	dst = append(dst, `{"pub":`...)
+	dst = append(dst, q...)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}

@@ -1,0 +1,627 @@
+// Package loadgen is the engine of `herald bench`: it opens many client
+// connections to a herald node (or to a comparison server speaking the
+// minimal "raw" protocol), subscribes them, publishes at fixed or ramped
+// rates and measures what the subscribers see.
+//
+// Every publication's data carries its channel index, a per-channel
+// sequence number and the send time in unix nanoseconds:
+//
+//	{"bch":3,"bseq":1234,"bts":1763750000000000000,"pad":"xxxx..."}
+//
+// Each subscriber accounts per channel for the distinct sequence numbers it
+// received (a sliding window tolerates the small reorderings concurrent
+// publishers cause) and for duplicates; loss is what the publishers
+// successfully published, times the subscribers of each channel, minus the
+// distinct deliveries. Latency is receive time minus send time on the same
+// host clock, recorded in HDR histograms (1 µs to 60 s, 3 digits).
+//
+// Modes:
+//   - fanout: connections subscribe to Channels channels (connection i to
+//     channel i mod Channels, and to one shared channel with Shared); the
+//     publishers send Rates[k] publications per second for Step each,
+//     round-robin over the channels, through the server API or through
+//     client connections. After each step publishing pauses until every
+//     expected delivery arrived (or deliveries stop), so each step's loss is
+//     exact.
+//   - echo: every connection subscribes to a channel of its own and
+//     publishes to it over its own connection, one message in flight: the
+//     round trip is publish, fan-out to one subscriber, delivery back.
+//   - idle: connections subscribe and stay silent; the server's RSS, heap,
+//     stacks and goroutines are sampled before and after and divided by the
+//     number of connections.
+//
+// Run is not safe to call concurrently with itself on the same Config.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/ws"
+)
+
+// Mode is what a run measures.
+type Mode string
+
+// Modes; see the package documentation.
+const (
+	ModeFanout Mode = "fanout"
+	ModeEcho   Mode = "echo"
+	ModeIdle   Mode = "idle"
+)
+
+// Config describes one run. The zero value of every field but URL is a
+// sensible default.
+type Config struct {
+	// URL of the WebSocket endpoint: ws://host:port/ws (herald) or the
+	// peer server's endpoint. wss:// works too.
+	URL string
+	// Protocol spoken on connections. Default ProtocolHerald.
+	Protocol Protocol
+	// Mode. Default ModeFanout.
+	Mode Mode
+	// Conns is the number of client connections. Default 100.
+	Conns int
+	// Channels is the number of channels the connections spread over in
+	// fanout mode. Default 1.
+	Channels int
+	// Shared also subscribes every connection to one shared channel, which
+	// gets its share of the publications (fanout mode).
+	Shared bool
+	// ChannelPrefix starts every channel name; for herald it names the
+	// namespace. Default "bench:".
+	ChannelPrefix string
+	// Rates are the publications per second of each step (fanout). Default
+	// one step of 1000/s.
+	Rates []int
+	// Step is the length of each fanout step. Default 10 s.
+	Step time.Duration
+	// PublishVia is "http" (default: herald's POST /api/publish, or the
+	// raw servers' POST /publish) or "ws" (publish commands on dedicated
+	// client connections).
+	PublishVia string
+	// PublishURL overrides the publish endpoint. Default derived from URL.
+	PublishURL string
+	// APIKey is sent as X-API-Key to herald's server API.
+	APIKey string
+	// Publishers is the number of concurrent publishers. Default 8.
+	Publishers int
+	// PayloadSize is the size of each publication's data in bytes. Default
+	// 100 (fanout, idle) or 1024 (echo).
+	PayloadSize int
+	// Duration of an echo run, and how long an idle run holds its
+	// connections before sampling. Default 10 s.
+	Duration time.Duration
+	// ConnectConcurrency bounds dials in progress. Default 64.
+	ConnectConcurrency int
+	// NoSpread disables spreading loopback connections over the source
+	// addresses 127.0.0.2-127.0.0.254.
+	NoSpread bool
+	// InsecureTLS skips certificate verification for wss:// (self-signed
+	// test servers only).
+	InsecureTLS bool
+	// ServerPID, when set, is sampled from /proc for CPU and RSS.
+	ServerPID int
+	// MetricsURL, when set, is scraped (Prometheus text) for the Go
+	// runtime's heap, stack and goroutine figures.
+	MetricsURL string
+	// MaxP99 is the p99 above which a fanout step fails. Default 100 ms.
+	MaxP99 time.Duration
+	// KeepGoing continues the ramp after a failed step (loss, errors or
+	// p99 above MaxP99). By default the ramp stops at the first failure.
+	KeepGoing bool
+	// Progress receives one status line per second. Nil: none.
+	Progress io.Writer
+}
+
+func (c *Config) defaults() error {
+	if c.URL == "" {
+		return errors.New("loadgen: URL is required")
+	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolHerald
+	}
+	if c.Mode == "" {
+		c.Mode = ModeFanout
+	}
+	switch c.Mode {
+	case ModeFanout, ModeEcho, ModeIdle:
+	default:
+		return fmt.Errorf("loadgen: unknown mode %q (fanout, echo or idle)", c.Mode)
+	}
+	if c.Conns <= 0 {
+		c.Conns = 100
+	}
+	if c.Channels <= 0 {
+		c.Channels = 1
+	}
+	if c.ChannelPrefix == "" {
+		c.ChannelPrefix = "bench:"
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = []int{1000}
+	}
+	for _, r := range c.Rates {
+		if r <= 0 {
+			return fmt.Errorf("loadgen: rate %d must be positive", r)
+		}
+	}
+	if c.Step <= 0 {
+		c.Step = 10 * time.Second
+	}
+	if c.PublishVia == "" {
+		c.PublishVia = "http"
+	}
+	if c.PublishVia != "http" && c.PublishVia != "ws" {
+		return fmt.Errorf("loadgen: publish via %q (http or ws)", c.PublishVia)
+	}
+	if c.Publishers <= 0 {
+		c.Publishers = 8
+	}
+	if c.PayloadSize <= 0 {
+		c.PayloadSize = 100
+		if c.Mode == ModeEcho {
+			c.PayloadSize = 1024
+		}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.ConnectConcurrency <= 0 {
+		c.ConnectConcurrency = 64
+	}
+	if c.MaxP99 <= 0 {
+		c.MaxP99 = 100 * time.Millisecond
+	}
+	if c.PublishURL == "" {
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			return fmt.Errorf("loadgen: url: %w", err)
+		}
+		u.Scheme = strings.Replace(u.Scheme, "ws", "http", 1)
+		u.Path = "/api/publish"
+		if c.Protocol == ProtocolRaw {
+			u.Path = "/publish"
+		}
+		u.RawQuery = ""
+		c.PublishURL = u.String()
+	}
+	return nil
+}
+
+// Result is what a run measured. Figures not measured (no ServerPID, no
+// MetricsURL) are zero.
+type Result struct {
+	Mode       Mode     `json:"mode"`
+	URL        string   `json:"url"`
+	Protocol   Protocol `json:"protocol"`
+	Conns      int      `json:"conns"`
+	Connected  int      `json:"connected"`
+	ConnectErr int      `json:"connect_errors"`
+	// FirstConnectError describes the first failed connection, if any.
+	FirstConnectError string  `json:"first_connect_error,omitempty"`
+	ConnectSeconds    float64 `json:"connect_seconds"`
+	// Disconnects counts connections the server closed during the run.
+	Disconnects int64 `json:"disconnects"`
+	// Steps of a fanout run, in order.
+	Steps []Step `json:"steps,omitempty"`
+	// Best is the index in Steps of the step with the most deliveries per
+	// second among those that passed (-1: none passed).
+	Best int         `json:"best_step"`
+	Echo *EchoResult `json:"echo,omitempty"`
+	Idle *IdleResult `json:"idle,omitempty"`
+	// Series has one point per second of the run.
+	Series []Point `json:"series"`
+}
+
+// Step is one fanout rate step.
+type Step struct {
+	TargetRate       int     `json:"target_rate"`
+	PublishRate      float64 `json:"publish_rate"`
+	Published        int64   `json:"published"`
+	PublishErrors    int64   `json:"publish_errors"`
+	Expected         int64   `json:"expected_deliveries"`
+	Delivered        int64   `json:"delivered"`
+	Lost             int64   `json:"lost"`
+	Duplicates       int64   `json:"duplicates"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	Latency          Latency `json:"latency"`
+	ServerCPU        float64 `json:"server_cpu_percent"`
+	ServerRSS        int64   `json:"server_rss_bytes"`
+	// CPUPerDelivery is server CPU time per delivery in nanoseconds.
+	CPUPerDelivery float64 `json:"server_cpu_ns_per_delivery"`
+	OK             bool    `json:"ok"`
+}
+
+// EchoResult is the outcome of an echo run.
+type EchoResult struct {
+	RoundTrips  int64   `json:"round_trips"`
+	PerSec      float64 `json:"round_trips_per_sec"`
+	Errors      int64   `json:"errors"`
+	Latency     Latency `json:"latency"`
+	ServerCPU   float64 `json:"server_cpu_percent"`
+	PayloadSize int     `json:"payload_size"`
+}
+
+// IdleResult is the outcome of an idle run: figures before connecting,
+// after, and the difference per connection.
+type IdleResult struct {
+	BaselineRSS   int64        `json:"baseline_rss_bytes"`
+	RSS           int64        `json:"rss_bytes"`
+	RSSPerConn    float64      `json:"rss_bytes_per_conn"`
+	Baseline      RuntimeStats `json:"baseline_runtime"`
+	Runtime       RuntimeStats `json:"runtime"`
+	HeapPerConn   float64      `json:"heap_bytes_per_conn"`
+	StackPerConn  float64      `json:"stack_bytes_per_conn"`
+	GoroutinesPer float64      `json:"goroutines_per_conn"`
+}
+
+// Point is one second of a run.
+type Point struct {
+	T          float64 `json:"t"`
+	Deliveries float64 `json:"deliveries_per_sec"`
+	P50        float64 `json:"p50_ms"`
+	P99        float64 `json:"p99_ms"`
+	ServerCPU  float64 `json:"server_cpu_percent,omitempty"`
+	ServerRSS  int64   `json:"server_rss_bytes,omitempty"`
+}
+
+// run is the state of one Run.
+type run struct {
+	cfg      Config
+	dialer   *dialer
+	names    []string // channel index -> name
+	subs     []int64  // channel index -> subscribers among our connections
+	seqs     []atomic.Uint64
+	lat      *latencyRecorder
+	conns    []*conn
+	counters []subCounters // per connection
+	expected atomic.Int64
+	discon   atomic.Int64
+	readers  sync.WaitGroup
+	start    time.Time
+	// connected counts open client connections for the progress line.
+	connected atomic.Int64
+	// echoCount counts completed echo round trips.
+	echoCount atomic.Int64
+	seriesMu  sync.Mutex
+}
+
+// subCounters are one connection's delivery counts, written by its reader.
+type subCounters struct {
+	delivered atomic.Int64
+	dups      atomic.Int64
+	_         [48]byte
+}
+
+// Run performs one run and returns its result. When ctx ends the run stops
+// early and returns what it measured so far with ctx's error.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	limit, err := raiseFDLimit()
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	extra := 0
+	if cfg.PublishVia == "ws" {
+		extra = cfg.Publishers
+	}
+	if err := checkFDs(cfg.Conns+extra, limit); err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	d, err := newDialer(cfg.URL, cfg.Protocol, !cfg.NoSpread, cfg.InsecureTLS)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(64), start: time.Now()}
+	r.setupChannels()
+	res := &Result{Mode: cfg.Mode, URL: cfg.URL, Protocol: cfg.Protocol, Conns: cfg.Conns, Best: -1}
+
+	var base ProcSample
+	var baseRT RuntimeStats
+	if cfg.Mode == ModeIdle {
+		base, baseRT, err = r.sampleServer(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	tickCtx, stopTick := context.WithCancel(ctx)
+	tickDone := make(chan struct{})
+	go func() { defer close(tickDone); r.tick(tickCtx, res) }()
+	defer func() {
+		stopTick()
+		<-tickDone
+	}()
+
+	t0 := time.Now()
+	r.connect(ctx, res)
+	res.ConnectSeconds = time.Since(t0).Seconds()
+	defer r.closeAll()
+	if res.Connected == 0 {
+		return res, fmt.Errorf("loadgen: no connection succeeded: %s", res.FirstConnectError)
+	}
+
+	switch cfg.Mode {
+	case ModeFanout:
+		err = r.fanout(ctx, res)
+	case ModeEcho:
+		err = r.echo(ctx, res)
+	case ModeIdle:
+		err = r.idle(ctx, res, base, baseRT)
+	}
+	res.Disconnects = r.discon.Load()
+	return res, err
+}
+
+func (r *run) setupChannels() {
+	switch r.cfg.Mode {
+	case ModeEcho:
+		r.names = make([]string, r.cfg.Conns)
+		for i := range r.names {
+			r.names[i] = r.cfg.ChannelPrefix + "e" + strconv.Itoa(i)
+		}
+		r.subs = make([]int64, r.cfg.Conns)
+		for i := range r.subs {
+			r.subs[i] = 1
+		}
+	default:
+		n := r.cfg.Channels
+		r.names = make([]string, n, n+1)
+		for i := range r.names {
+			r.names[i] = r.cfg.ChannelPrefix + strconv.Itoa(i)
+		}
+		if n == 1 && !r.cfg.Shared {
+			r.names[0] = r.cfg.ChannelPrefix + "all"
+		}
+		if r.cfg.Shared {
+			r.names = append(r.names, r.cfg.ChannelPrefix+"shared")
+		}
+		r.subs = make([]int64, len(r.names))
+		for i := 0; i < r.cfg.Conns; i++ {
+			for _, ch := range r.channelsOf(i) {
+				r.subs[ch]++
+			}
+		}
+	}
+	r.seqs = make([]atomic.Uint64, len(r.names))
+}
+
+// channelsOf lists the channel indexes connection i subscribes to.
+func (r *run) channelsOf(i int) []int {
+	if r.cfg.Mode == ModeEcho {
+		return []int{i}
+	}
+	chs := []int{i % r.cfg.Channels}
+	if r.cfg.Shared {
+		chs = append(chs, r.cfg.Channels)
+	}
+	return chs
+}
+
+// connect dials and subscribes every connection, ConnectConcurrency at a
+// time, and starts the readers (fanout and idle).
+func (r *run) connect(ctx context.Context, res *Result) {
+	r.conns = make([]*conn, r.cfg.Conns)
+	r.counters = make([]subCounters, r.cfg.Conns)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.cfg.ConnectConcurrency)
+	for i := 0; i < r.cfg.Conns && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cn, err := r.openConn(ctx, i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.ConnectErr++
+				if res.FirstConnectError == "" {
+					res.FirstConnectError = err.Error()
+				}
+				return
+			}
+			r.conns[i] = cn
+			r.connected.Add(1)
+			res.Connected++
+		}()
+	}
+	wg.Wait()
+	if r.cfg.Mode == ModeEcho {
+		return
+	}
+	for i, cn := range r.conns {
+		if cn == nil {
+			continue
+		}
+		r.readers.Add(1)
+		go func() { defer r.readers.Done(); r.read(cn, i) }()
+	}
+}
+
+func (r *run) openConn(ctx context.Context, i int) (*conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cn, err := r.dialer.dial(dctx, i)
+	if err != nil {
+		return nil, fmt.Errorf("conn %d: %w", i, err)
+	}
+	for _, ch := range r.channelsOf(i) {
+		if err := cn.subscribe(dctx, r.names[ch]); err != nil {
+			cn.c.CloseNow()
+			return nil, fmt.Errorf("conn %d: %s: %w", i, r.names[ch], err)
+		}
+	}
+	return cn, nil
+}
+
+// read is the reader of subscriber i until its connection closes.
+func (r *run) read(cn *conn, i int) {
+	chs := r.channelsOf(i)
+	wins := make([]*seqWindow, len(chs))
+	for k := range wins {
+		wins[k] = newSeqWindow()
+	}
+	ctr := &r.counters[i]
+	var buf []byte
+	for {
+		b, err := readInto(cn.c, buf[:0])
+		buf = b
+		if err != nil {
+			if !errors.Is(err, ws.ErrClosed) && ws.CloseStatus(err) != ws.StatusNormalClosure {
+				r.discon.Add(1)
+			}
+			return
+		}
+		now := time.Now()
+		p, ok := parseFrame(b)
+		if !ok {
+			continue
+		}
+		var w *seqWindow
+		for k, ch := range chs {
+			if ch == p.ch {
+				w = wins[k]
+				break
+			}
+		}
+		if w == nil || !w.add(p.seq) {
+			ctr.dups.Add(1)
+			continue
+		}
+		ctr.delivered.Add(1)
+		r.lat.record(i, now.Sub(time.Unix(0, p.sent)))
+	}
+}
+
+// readInto reads the next message into dst's spare capacity, growing it
+// as needed, so a subscriber reuses one buffer for all its messages.
+func readInto(c *ws.Conn, dst []byte) ([]byte, error) {
+	_, rd, err := c.Reader(context.Background())
+	if err != nil {
+		return dst, err
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := rd.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+func (r *run) totals() (delivered, dups int64) {
+	for i := range r.counters {
+		delivered += r.counters[i].delivered.Load()
+		dups += r.counters[i].dups.Load()
+	}
+	return
+}
+
+func (r *run) closeAll() {
+	for _, cn := range r.conns {
+		if cn != nil {
+			cn.c.CloseNow()
+		}
+	}
+	r.readers.Wait()
+}
+
+func (r *run) sampleServer(ctx context.Context) (ProcSample, RuntimeStats, error) {
+	var ps ProcSample
+	var rs RuntimeStats
+	var err error
+	if r.cfg.ServerPID > 0 {
+		if ps, err = readProc(r.cfg.ServerPID); err != nil {
+			return ps, rs, fmt.Errorf("loadgen: server pid: %w", err)
+		}
+	}
+	if r.cfg.MetricsURL != "" {
+		if rs, err = scrapeRuntime(ctx, r.cfg.MetricsURL); err != nil {
+			return ps, rs, fmt.Errorf("loadgen: %w", err)
+		}
+	}
+	return ps, rs, nil
+}
+
+// tick prints the progress line and records the series once a second.
+func (r *run) tick(ctx context.Context, res *Result) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var lastDelivered int64
+	var lastProc ProcSample
+	if r.cfg.ServerPID > 0 {
+		lastProc, _ = readProc(r.cfg.ServerPID)
+	}
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			delivered, dups := r.totals()
+			if r.cfg.Mode == ModeEcho {
+				delivered = r.echoCount.Load()
+			}
+			h := r.lat.takeSecond()
+			pt := Point{
+				T:          now.Sub(r.start).Seconds(),
+				Deliveries: float64(delivered-lastDelivered) / now.Sub(last).Seconds(),
+				P50:        float64(h.ValueAtQuantile(50)) / 1000,
+				P99:        float64(h.ValueAtQuantile(99)) / 1000,
+			}
+			lastDelivered, last = delivered, now
+			if r.cfg.ServerPID > 0 {
+				if ps, err := readProc(r.cfg.ServerPID); err == nil {
+					pt.ServerCPU = cpuPercent(lastProc, ps)
+					pt.ServerRSS = ps.RSS
+					lastProc = ps
+				}
+			}
+			r.seriesMu.Lock()
+			res.Series = append(res.Series, pt)
+			r.seriesMu.Unlock()
+			if r.cfg.Progress != nil {
+				line := fmt.Sprintf("%5.0fs conns=%d deliv/s=%.0f p50=%.2fms p99=%.2fms lost<=%d dups=%d disc=%d",
+					pt.T, r.connectedNow(), pt.Deliveries, pt.P50, pt.P99,
+					max(r.expected.Load()-delivered, 0), dups, r.discon.Load())
+				if r.cfg.ServerPID > 0 {
+					line += fmt.Sprintf(" cpu=%.0f%% rss=%.1fMiB", pt.ServerCPU, float64(pt.ServerRSS)/(1<<20))
+				}
+				fmt.Fprintln(r.cfg.Progress, line)
+			}
+		}
+	}
+}
+
+func (r *run) connectedNow() int64 { return r.connected.Load() }
+
+// httpClient returns a client for the publishers with enough idle
+// connections for all of them.
+func (r *run) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = r.cfg.Publishers * 2
+	tr.MaxIdleConnsPerHost = r.cfg.Publishers * 2
+	if r.dialer.tls != nil {
+		tr.TLSClientConfig = r.dialer.tls
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
