@@ -356,7 +356,7 @@ func (c *Client) attempt() (*connection, *attemptError) {
 		if ctx.Err() == context.DeadlineExceeded {
 			code = DisconnectConnectTimeout
 		}
-		return nil, &attemptError{code, "dial failed", true, fmt.Errorf("herald: dial %s: %w", c.url.Redacted(), err)}
+		return nil, &attemptError{code, "dial failed", true, fmt.Errorf("herald: %w", err)}
 	}
 	cn := newConnection(t)
 	cn.setReadTimeout(c.opts.Timeout)
@@ -375,14 +375,6 @@ func (c *Client) attempt() (*connection, *attemptError) {
 		res = &wire.ConnectResult{}
 	}
 	ping := time.Duration(res.Ping) * time.Second
-	if ping > 0 {
-		cn.setReadTimeout(ping + c.opts.MaxServerPingDelay)
-	} else {
-		cn.setReadTimeout(0)
-	}
-	cn.mu.Lock()
-	cn.pong = res.Pong
-	cn.mu.Unlock()
 	c.connects.Add(1)
 
 	ev := ConnectedEvent{Client: res.Client, Version: res.Version, Node: res.Node, Ping: ping,
@@ -598,6 +590,10 @@ func (c *Client) read(cn *connection) {
 			continue
 		}
 		if reply != nil {
+			if res := reply.Connect; res != nil {
+				// Before the next message: a ping push may follow at once.
+				cn.connected(res, c.opts.MaxServerPingDelay)
+			}
 			cn.resolve(reply)
 			continue
 		}

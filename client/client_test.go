@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,37 +11,17 @@ import (
 	"time"
 )
 
-// transports lists the URLs a test runs against.
-func transports(t *testing.T, s *testServer) []struct{ name, url string; o Options } {
-	list := []struct {
-		name, url string
-		o         Options
-	}{{"ws", s.wsURL(), Options{}}}
-	if addr := s.tcpAddr(); addr != "" {
-		list = append(list,
-			struct {
-				name, url string
-				o         Options
-			}{"tcp-binary", "tcp://" + addr, Options{}},
-			struct {
-				name, url string
-				o         Options
-			}{"tcp-json", "tcp://" + addr, Options{TCPEncoding: EncodingJSON}})
-	}
-	return list
-}
-
 func TestPubSubPresenceHistory(t *testing.T) {
 	s := startServer(t, nil)
-	for _, tr := range transports(t, s) {
+	for _, tr := range nodes(t, s) {
 		t.Run(tr.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			o := fastOptions()
-			o.TCPEncoding = tr.o.TCPEncoding
+			o.TCPEncoding = tr.enc
 			o.Token = s.token("alice", time.Hour)
 			connected := make(chan ConnectedEvent, 1)
 			o.OnConnected = func(e ConnectedEvent) { connected <- e }
-			c := newClient(t, tr.url, o)
+			c := newClient(t, tr.url(tr.addr), o)
 			if err := c.Connect(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -195,30 +174,27 @@ func TestErrors(t *testing.T) {
 // once and in order.
 func TestRecoveryUnderDisconnects(t *testing.T) {
 	s := startServer(t, nil)
-	for _, tr := range transports(t, s) {
+	for _, tr := range nodes(t, s) {
 		t.Run(tr.name, func(t *testing.T) {
 			ctx := ctxT(t)
-			target := s.srv.Addr()
-			path := "/ws"
-			scheme := "ws"
-			if tr.name != "ws" {
-				target, path, scheme = s.tcpAddr(), "", "tcp"
-			}
-			px := newProxy(t, target)
+			px := newProxy(t, tr.addr)
 			o := fastOptions()
-			o.TCPEncoding = tr.o.TCPEncoding
+			o.TCPEncoding = tr.enc
 			user := "rec-" + tr.name
 			o.Token = s.token(user, time.Hour)
-			var connects, notRecovered atomic.Int32
+			var connects, notRecovered, recovered atomic.Int32
 			o.OnConnected = func(ConnectedEvent) { connects.Add(1) }
-			c := newClient(t, scheme+"://"+px.addr()+path, o)
+			c := newClient(t, tr.url(px.addr()), o)
 			if err := c.Connect(ctx); err != nil {
 				t.Fatal(err)
 			}
 			channel := "stream:" + tr.name
 			var got collector
 			sub, err := c.Subscribe(channel, got.add, OnSubscribed(func(e SubscribedEvent) {
-				if e.WasRecovering && !e.Recovered {
+				switch {
+				case e.WasRecovering && e.Recovered:
+					recovered.Add(1)
+				case e.WasRecovering:
 					notRecovered.Add(1)
 				}
 			}))
@@ -234,7 +210,7 @@ func TestRecoveryUnderDisconnects(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 1; i <= total; i++ {
-					s.api("publish", map[string]any{"channel": channel, "data": json.RawMessage(strconv.Itoa(i))})
+					tr.publish(channel, []byte(strconv.Itoa(i)))
 				}
 			}()
 			for cut := 0; cut < 8; cut++ {
@@ -243,7 +219,7 @@ func TestRecoveryUnderDisconnects(t *testing.T) {
 				if cut%2 == 0 {
 					px.cut()
 				} else {
-					s.api("disconnect", map[string]any{"user": user})
+					tr.disconnect(user)
 				}
 				waitFor(t, "reconnect", func() bool { return connects.Load() > n })
 			}
@@ -261,8 +237,8 @@ func TestRecoveryUnderDisconnects(t *testing.T) {
 			if notRecovered.Load() != 0 {
 				t.Errorf("%d resubscriptions not recovered", notRecovered.Load())
 			}
-			if connects.Load() < 9 {
-				t.Errorf("%d connects, want 9", connects.Load())
+			if connects.Load() < 9 || recovered.Load() < 8 {
+				t.Errorf("%d connects, %d recovered resubscriptions; want 9 and 8", connects.Load(), recovered.Load())
 			}
 		})
 	}
@@ -407,4 +383,45 @@ func TestCloseFromHandler(t *testing.T) {
 		t.Errorf("connect after close: %v", err)
 	}
 	<-c.events.done
+}
+
+// TestSlowHandlerRecovers: a handler that falls behind a small event
+// queue makes the client reconnect and recover; nothing is lost or
+// repeated.
+func TestSlowHandlerRecovers(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	o := fastOptions()
+	o.EventQueueSize = 4
+	c := newClient(t, s.wsURL(), o)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var got collector
+	sub, err := c.Subscribe("stream:slow", func(p Publication) {
+		<-release
+		got.add(p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const total = 50
+	for i := 1; i <= total; i++ {
+		s.api("publish", map[string]any{"channel": "stream:slow", "data": i})
+	}
+	waitFor(t, "an overflow", func() bool { return c.Stats().QueueOverflows > 0 })
+	close(release)
+	waitFor(t, "every publication", func() bool { return got.len() >= total })
+	for i, p := range got.all() {
+		if p.Offset != uint64(i+1) || string(p.Data) != strconv.Itoa(i+1) {
+			t.Fatalf("publication %d: offset %d data %s", i, p.Offset, p.Data)
+		}
+	}
+	if got.len() != total {
+		t.Errorf("%d publications, want %d", got.len(), total)
+	}
 }

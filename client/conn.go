@@ -162,6 +162,8 @@ func (cn *connection) roundTrip(ctx context.Context, cmd *wire.Command) (*wire.R
 	}
 	if err := cn.send(ctx, cmd); err != nil {
 		cn.unregister(cmd.ID)
+		// A partly written message leaves the stream unusable.
+		cn.end(DisconnectTransportFailed, "write: "+err.Error(), 0)
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, cmd.Method)
 		}
@@ -194,3 +196,16 @@ func ctxError(ctx context.Context, m wire.Method) error {
 }
 
 func (cn *connection) setReadTimeout(d time.Duration) { cn.readTimeout.Store(int64(d)) }
+
+// connected applies the connect reply's heartbeat settings; it runs on the
+// reader goroutine before the next message is read.
+func (cn *connection) connected(res *wire.ConnectResult, maxDelay time.Duration) {
+	cn.mu.Lock()
+	cn.pong = res.Pong
+	cn.mu.Unlock()
+	if res.Ping > 0 {
+		cn.setReadTimeout(time.Duration(res.Ping)*time.Second + maxDelay)
+	} else {
+		cn.setReadTimeout(0)
+	}
+}

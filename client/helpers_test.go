@@ -49,11 +49,11 @@ const testSecret = "0123456789abcdef0123456789abcdef-client-tests"
 
 // testServer is an in-process herald node on 127.0.0.1.
 type testServer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *server.Server
 }
 
-func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
+func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	t.Helper()
 	c := config.Default()
 	c.Listen = "127.0.0.1:0"
@@ -230,7 +230,7 @@ func fastOptions() Options {
 	return Options{MinReconnectDelay: 10 * time.Millisecond, MaxReconnectDelay: 50 * time.Millisecond, Timeout: 5 * time.Second}
 }
 
-func newClient(t *testing.T, url string, o Options) *Client {
+func newClient(t testing.TB, url string, o Options) *Client {
 	t.Helper()
 	c, err := New(url, o)
 	if err != nil {
@@ -271,7 +271,3 @@ func (c *collector) all() []Publication {
 }
 
 var _ = strings.TrimSpace
-
-// tcpAddr returns the node's TCP transport address, or "" when it has
-// none.
-func (s *testServer) tcpAddr() string { return "" }

@@ -178,6 +178,22 @@ func TestReadContext(t *testing.T) {
 	if err != nil || string(got) != "after" {
 		t.Fatalf("read after timeout: %q %v", got, err)
 	}
+	// A read abandoned inside a frame header resumes where it stopped.
+	frame := fr(opText, true, text("split header")).bytes(true)
+	if _, err := cc.Write(frame[:3]); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, _, err := srv.Read(ctx2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read: %v", err)
+	}
+	if _, err := cc.Write(frame[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := srv.Read(context.Background()); err != nil || string(got) != "split header" {
+		t.Fatalf("resumed read: %q %v", got, err)
+	}
 }
 
 // TestCloseIdempotent checks that Close and CloseNow may be called from
@@ -244,6 +260,88 @@ func TestNothingAfterClose(t *testing.T) {
 	for range 3 {
 		if _, got, err := srv.Read(context.Background()); CloseStatus(err) != StatusGoingAway {
 			t.Fatalf("Read = %q, %v; want the close", got, err)
+		}
+	}
+}
+
+// TestPingMatching checks RFC 6455 §5.5.3: a pong whose payload matches
+// no ping does not resolve Ping; the matching one does.
+func TestPingMatching(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			sc, cc := tcpPair(t)
+			srv := newConn(connConfig{netConn: sc, isServer: true})
+			defer srv.CloseNow()
+			wait := startEcho(t, srv, mode.event)
+			peer := &rawPeer{t: t, conn: cc}
+			type result struct {
+				rtt time.Duration
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				rtt, err := srv.Ping(context.Background())
+				res <- result{rtt, err}
+			}()
+			ping, err := peer.readFrame(true)
+			if err != nil || ping.op != opPing || len(ping.data) != 8 {
+				t.Fatalf("ping frame: %+v %v", ping, err)
+			}
+			wrong := append([]byte(nil), ping.data...)
+			wrong[0] ^= 0xff
+			// The echoed message proves the wrong pong was processed.
+			peer.write(concat(fr(opPong, true, wrong).bytes(true), fr(opText, true, text("sync")).bytes(true)))
+			if f, err := peer.readFrame(true); err != nil || string(f.data) != "sync" {
+				t.Fatalf("echo: %v", err)
+			}
+			select {
+			case r := <-res:
+				t.Fatalf("Ping resolved by a foreign pong: %v", r)
+			default:
+			}
+			peer.write(fr(opPong, true, ping.data).bytes(true))
+			if r := <-res; r.err != nil || r.rtt <= 0 {
+				t.Fatalf("Ping: %v %v", r.rtt, r.err)
+			}
+			peer.write(fr(opClose, true, closePayload(StatusNormalClosure, "")).bytes(true))
+			peer.expectClose(true)
+			wait()
+		})
+	}
+}
+
+// TestCancelledWrite checks that a write whose context is already done
+// sends nothing and leaves the connection usable.
+func TestCancelledWrite(t *testing.T) {
+	sc, cc := tcpPair(t)
+	srv, cli := newConnPair(t, sc, cc, pairOpts{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := cli.Write(ctx, MessageText, []byte("never")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := cli.Write(context.Background(), MessageText, []byte("sent")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := srv.Read(context.Background()); err != nil || string(got) != "sent" {
+		t.Fatalf("Read: %q %v", got, err)
+	}
+}
+
+// TestBlockingReadReleasesBuffer checks that a blocking connection gives
+// its read buffer back once a message is read and nothing is pending.
+func TestBlockingReadReleasesBuffer(t *testing.T) {
+	sc, cc := tcpPair(t)
+	srv, cli := newConnPair(t, sc, cc, pairOpts{})
+	for _, n := range []int{10, 100_000} {
+		if err := cli.Write(context.Background(), MessageBinary, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := srv.Read(context.Background()); err != nil || len(got) != n {
+			t.Fatalf("read: %d %v", len(got), err)
+		}
+		if srv.rbuf != nil {
+			t.Fatalf("read buffer held after a %d-byte message", n)
 		}
 	}
 }

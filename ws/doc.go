@@ -18,30 +18,43 @@
 // RFC 6455 calls for: 405 (not GET), 505 (not HTTP/1.1), 400 (no Host, a
 // body, a bad key, malformed HTTP), 426 with "Sec-WebSocket-Version: 13"
 // (no upgrade tokens or another version), 403 (origin refused), 431
-// (AcceptConn: header larger than MaxHeaderBytes); the error returned is a
-// *HandshakeError with that status. Browsers are held to the same-origin
-// rule by default: a request without Origin, or whose Origin host[:port]
-// equals its Host, passes; AcceptOptions.OriginPatterns adds allowed
-// hosts and CheckOrigin replaces the rule. The subprotocol chosen is the
-// first of the client's list (which RFC 6455 orders by the client's
-// preference) that appears in AcceptOptions.Subprotocols; when none does
-// the handshake succeeds without one and Conn.Subprotocol returns "".
-// With AcceptOptions.Compression set, the first acceptable
-// permessage-deflate offer is accepted: offers with unknown, duplicate or
-// invalid parameters are declined one by one, any server_max_window_bits
-// the client asks for is honoured by compressing with that smaller
-// window, and unless ContextTakeover is set the server answers with
+// (AcceptConn: header larger than MaxHeaderBytes), 500 (an invalid
+// ResponseHeader, or a ResponseWriter that cannot be hijacked); the error
+// returned is a *HandshakeError with that status for refused requests.
+// Browsers are held to the same-origin rule by default: a request without
+// Origin, or whose Origin host[:port] equals its Host, passes;
+// AcceptOptions.OriginPatterns adds allowed hosts and CheckOrigin replaces
+// the rule. The subprotocol chosen is the first of the client's list
+// (which RFC 6455 orders by the client's preference) that appears in
+// AcceptOptions.Subprotocols; when none does the handshake succeeds
+// without one and Conn.Subprotocol returns "". With
+// AcceptOptions.Compression set, the first acceptable permessage-deflate
+// offer is accepted: offers with unknown, duplicate or invalid parameters
+// are declined one by one, any server_max_window_bits the client asks for
+// is honoured by compressing with that smaller window, and unless
+// ContextTakeover is set the server answers with
 // server_no_context_takeover and client_no_context_takeover so that no
-// compressor or decompressor is kept between messages. The 101 response
-// is written directly on the socket; bytes the client sent after its
-// request are kept for the connection, and no handshake buffer outlives
-// the handshake.
+// compressor or decompressor is kept between messages. The 101 response is
+// written directly on the socket; bytes the client sent after its request
+// are kept for the connection, and no handshake buffer outlives the
+// handshake.
 //
 // # Dialing
 //
-// Dial opens a client connection (ws:// or wss://) and performs the
-// client side of the handshake; see its documentation for what it checks.
-// Frames a client sends are masked with a fresh key each (RFC 6455 §5.3).
+// Dial connects to a ws:// or wss:// URL within the context's deadline
+// (cancelling the context aborts the handshake) and checks the server's
+// answer strictly: status 101, the Upgrade and Connection tokens, the
+// Sec-WebSocket-Accept of its key, a subprotocol it offered and a
+// permessage-deflate response valid for its offer. Failures are
+// *HandshakeError (another status, with the response) or wrap
+// ErrBadUpgrade, ErrBadAccept, ErrBadSubprotocol, ErrBadExtension,
+// ErrHeaderTooLarge or ErrMalformedHTTP. With DialOptions.Compression the
+// client offers client_max_window_bits (it can compress within any window
+// the server asks for), plus both no_context_takeover parameters unless
+// ContextTakeover is set and server_max_window_bits when MaxWindowBits is
+// below 15; servers that cannot limit their window decline such an offer
+// and the connection proceeds uncompressed.
+// Every frame a client sends is masked with a fresh key (RFC 6455 §5.3).
 //
 // # Blocking mode
 //
@@ -120,6 +133,11 @@
 // inflated bytes (up to 32 KiB) to prime the pooled decompressor with.
 // The read limit applies to the inflated size, checked while inflating,
 // so a decompression bomb fails with 1009 after at most ReadLimit bytes.
+// In event mode with context takeover, a message that might not fit the
+// outbound queue is refused with ErrQueueFull before it is compressed, so
+// the shared window stays in step with the peer's. If a Writer's fragment
+// cannot be queued once part of its message is, the connection is closed:
+// the message can no longer be completed.
 //
 // # Closing
 //

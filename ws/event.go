@@ -45,8 +45,9 @@ type eventState struct {
 	msgCompressed bool
 	stop          bool
 
-	timerMu sync.Mutex
-	timer   *time.Timer // bounds closeWhenFlushed // the close frame was handled or the connection failed
+	timerMu      sync.Mutex
+	timer        *time.Timer // bounds the closing handshake
+	timerStopped bool        // the connection ended: no timer needed // the close frame was handled or the connection failed
 }
 
 // eventConn is the netpoll.Handler view of a Conn; keeping the methods
@@ -101,6 +102,9 @@ func (c *Conn) Serve(h Handler) error {
 		return fmt.Errorf("ws: serve: %w", err)
 	}
 	es.pc.Store(pc)
+	// The poller owns a duplicate of the socket and closed this one;
+	// dropping it lets its runtime structures go.
+	c.netConn = nil
 	if c.isClosed() {
 		// CloseNow ran while Register did: it could not reach the poller.
 		_ = pc.Close()
@@ -130,6 +134,17 @@ func (es *eventState) queueFrame(b []byte) error {
 	default:
 		return fmt.Errorf("ws: queue: %w", err)
 	}
+}
+
+// mayFit reports whether a message of up to n bytes fits the outbound
+// queue now.
+func (es *eventState) mayFit(n int, o ConnOptions) bool {
+	pc := es.conn()
+	if pc == nil {
+		return true // the write reports the real state
+	}
+	bytes, msgs := pc.Queued()
+	return bytes+n <= o.QueueBytes && msgs+1 <= o.QueueMessages
 }
 
 // closeNow closes the socket without flushing.
@@ -167,7 +182,7 @@ func (es *eventState) closeLater(timeout time.Duration) {
 		return
 	}
 	es.timerMu.Lock()
-	if es.timer == nil {
+	if es.timer == nil && !es.timerStopped {
 		es.timer = time.AfterFunc(timeout, func() { _ = pc.Close() })
 	}
 	es.timerMu.Unlock()
@@ -175,6 +190,7 @@ func (es *eventState) closeLater(timeout time.Duration) {
 
 func (es *eventState) stopTimer() {
 	es.timerMu.Lock()
+	es.timerStopped = true
 	if es.timer != nil {
 		es.timer.Stop()
 	}

@@ -157,3 +157,28 @@ func TestEventWriter(t *testing.T) {
 	cli.Close(StatusNormalClosure, "")
 	wait()
 }
+
+// TestQueueFullContextTakeover checks that with write context takeover a
+// message that may not fit the queue is refused before it is compressed,
+// so the shared LZ77 window stays in step with the peer's.
+func TestQueueFullContextTakeover(t *testing.T) {
+	sc, cc := tcpPair(t)
+	p := func() *deflateParams { return &deflateParams{threshold: 1} }
+	srv, cli := newConnPair(t, sc, cc, pairOpts{serverDeflate: p(), clientDeflate: p(), opts: ConnOptions{QueueBytes: 1000}})
+	wait := startEcho(t, srv, true)
+	big := bytes.Repeat(text("x"), 2000)
+	if err := srv.EnqueueMessage(MessageText, big); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("EnqueueMessage: %v, want ErrQueueFull", err)
+	}
+	ctx := context.Background()
+	for _, m := range []string{"still", "in step", "still in step"} {
+		if err := srv.EnqueueMessage(MessageText, text(m)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := cli.Read(ctx); err != nil || string(got) != m {
+			t.Fatalf("read %q: %q %v", m, got, err)
+		}
+	}
+	cli.Close(StatusNormalClosure, "")
+	wait()
+}

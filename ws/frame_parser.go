@@ -88,12 +88,6 @@ func newFrameParser(isServer, deflate bool, readLimit int64) frameParser {
 	return frameParser{expectMasked: isServer, allowRSV1: deflate, readLimit: readLimit}
 }
 
-// idle reports whether the parser is between messages with no partial
-// frame: a read may be abandoned here without losing anything.
-func (p *frameParser) idle() bool {
-	return p.stage == stageHeader && p.hdrLen == 0 && p.msgOp == 0
-}
-
 // frameRemaining is the payload still expected for the current frame;
 // used as a size hint when a message starts.
 func (p *frameParser) frameRemaining() int64 {

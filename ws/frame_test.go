@@ -201,3 +201,22 @@ func FuzzFrameParser(f *testing.F) {
 		q.release()
 	})
 }
+
+// TestParserHoldsNothingIdle checks that a control frame split across
+// reads borrows a pooled buffer only until it is delivered.
+func TestParserHoldsNothingIdle(t *testing.T) {
+	ping := fr(opPing, true, text("split ping")).bytes(true)
+	p := newFrameParser(true, false, 1<<20)
+	n, ev, err := p.parse(ping[:8])
+	if err != nil || ev.kind != evNone || n != 8 || p.ctrl == nil {
+		t.Fatalf("first half: %d %v %v (buffer held: %v)", n, ev.kind, err, p.ctrl != nil)
+	}
+	_, ev, err = p.parse(ping[8:])
+	if err != nil || ev.kind != evControl || string(ev.data) != "split ping" {
+		t.Fatalf("second half: %v %q %v", ev.kind, ev.data, err)
+	}
+	p.release()
+	if p.ctrl != nil {
+		t.Fatal("parser keeps a control buffer while idle")
+	}
+}

@@ -29,8 +29,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // the peer breaks the protocol it fails the connection and returns a
 // *ProtocolError carrying the code sent to the peer. Cancelling ctx while
 // no message is partly read returns ctx's error and leaves the connection
-// usable; cancelling it in the middle of a message closes the connection
-// (the rest of the message could not be delivered).
+// usable (the parser keeps any partial frame for the next call);
+// cancelling it once part of a message was consumed closes the connection,
+// since the rest of the message could not be delivered.
 //
 // At most one Read or Reader may be in progress at a time.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
@@ -164,8 +165,10 @@ func (c *Conn) fill(ctx context.Context) error {
 		if cerr == nil {
 			cerr = context.DeadlineExceeded
 		}
-		if !c.parser.idle() || (c.msg != nil && c.msg.active) {
-			// Part of a message was consumed; the stream cannot resume.
+		if c.msg != nil && c.msg.active {
+			// Part of a message was handed out; it cannot be resumed.
+			// (The parser keeps partial frames, so an abandoned read
+			// between messages loses nothing.)
 			c.closeSocket(fmt.Errorf("ws: read abandoned mid-message: %w", cerr))
 		}
 		return fmt.Errorf("ws: read: %w", cerr)

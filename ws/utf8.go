@@ -51,6 +51,20 @@ func (v *utf8Validator) write(p []byte) bool {
 			default:
 				return false
 			}
+			if i+int(need) <= len(p) {
+				// The whole sequence is here: check it in one go.
+				if c := p[i]; c < lo || c > hi {
+					v.need = need
+					return false
+				}
+				for _, c := range p[i+1 : i+int(need)] {
+					if c&0xC0 != 0x80 {
+						return false
+					}
+				}
+				i += int(need)
+				need, lo, hi = 0, 0, 0
+			}
 			continue
 		}
 		b := p[i]

@@ -48,6 +48,10 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 		c.wmu.Lock()
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		// Nothing was written: the connection stays usable.
+		return fmt.Errorf("ws: write: %w", err)
+	}
 	wl := c.wlockChan()
 	select {
 	case wl <- struct{}{}:
@@ -60,7 +64,7 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ws: write: %w", ctx.Err())
 	case <-c.done():
-		return c.writeEndErr()
+		return ErrClosed
 	}
 }
 
@@ -79,11 +83,6 @@ func (c *Conn) wlockChan() chan struct{} {
 	ch := make(chan struct{}, 1)
 	c.wlock.CompareAndSwap(nil, &ch)
 	return *c.wlock.Load()
-}
-
-// writeEndErr is what writes report once the close handshake started.
-func (c *Conn) writeEndErr() error {
-	return ErrClosed
 }
 
 // closing reports whether no more data frames may be sent.
@@ -126,10 +125,20 @@ func (c *Conn) writeCompressedLocked(ctx context.Context, op opcode, p []byte) e
 		defer putDeflateWriter(dw)
 	}
 	if c.ev != nil {
+		takeover := c.wdeflate != nil
+		if takeover && !c.ev.mayFit(len(p)+64, c.opts) {
+			// Refuse before compressing: a compressed message that is
+			// not sent would desynchronise the peer's LZ77 window.
+			return ErrQueueFull
+		}
 		// The frame is queued by reference: build it in its own memory,
 		// leaving room for the header.
 		out := dw.compress(make([]byte, maxFrameHeader, maxFrameHeader+len(p)/2+64), p)
-		return c.ev.queueFrame(c.frameInPlace(out, true, true, op))
+		err := c.ev.queueFrame(c.frameInPlace(out, true, true, op))
+		if err != nil && takeover {
+			c.streamBroken(err)
+		}
+		return err
 	}
 	bp := getWriteBuf()
 	out := dw.compress(bp.b[:0], p)
@@ -398,12 +407,24 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 func (w *messageWriter) flushFragment(payload []byte, fin bool) error {
 	rsv1 := w.compress && !w.started
 	err := w.c.writeFrameLocked(w.ctx, fin, rsv1, w.op, payload)
-	w.started = true
-	w.op = opContinuation
 	if err != nil {
 		w.err = err
+		if w.c.ev != nil && (w.started || (w.compress && !w.pooledDW)) {
+			// Part of the message, or of the shared compression
+			// context, is queued: the stream cannot continue.
+			w.c.streamBroken(err)
+		}
 	}
+	w.started = true
+	w.op = opContinuation
 	return err
+}
+
+// streamBroken closes a connection whose outgoing stream can no longer
+// be continued (event mode: a fragment or a context-takeover message
+// could not be queued).
+func (c *Conn) streamBroken(err error) {
+	c.closeSocket(fmt.Errorf("ws: outgoing message cut short: %w", err))
 }
 
 // Close sends the last fragment and releases the connection's write side.

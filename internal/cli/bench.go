@@ -22,8 +22,12 @@ second; --json prints the full result on standard output.
 
 Modes:
   fanout  subscribe --conns connections to --channels channels (and a shared
-          one with --shared), publish at --rate, or ramp with --ramp
-          FROM:TO:STEP and --step, through the server API or --publish-via ws
+          one with --shared), publish at --rate (or at each of --rate
+          R1,R2,...), or ramp with --ramp FROM:TO:STEP, for --step each,
+          through the server API or --publish-via ws. A step passes with no
+          loss, duplicates or errors, the target rate reached and p99 within
+          --max-p99; the ramp stops at the first step with loss, duplicates,
+          errors or a missed rate.
   echo    every connection publishes --size-byte messages to a channel of its
           own over its own connection and waits for each to come back
   idle    connect and subscribe, wait --duration, report the server's memory
@@ -53,7 +57,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.Channels, "channels", 1, "number of `channels` the connections spread over (fanout)")
 	fs.BoolVar(&cfg.Shared, "shared", false, "also subscribe every connection to one shared channel (fanout)")
 	fs.StringVar(&cfg.ChannelPrefix, "prefix", "bench:", "channel name `prefix` (herald: the namespace and ':')")
-	fs.StringVar(&rate, "rate", "1000", "publications per `second` (fanout)")
+	fs.StringVar(&rate, "rate", "1000", "publications per `second` (fanout); a comma-separated list runs one step each")
 	fs.StringVar(&ramp, "ramp", "", "ramp rates `FROM:TO:STEP`, one step of --step each (fanout)")
 	fs.DurationVar(&cfg.Step, "step", 10*time.Second, "`duration` of each rate step (fanout)")
 	fs.StringVar(&cfg.PublishVia, "publish-via", "http", "publish through the server API (`http`) or client connections (ws)")
@@ -68,7 +72,9 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`pid` of the server process, sampled for CPU and RSS")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` of the server, for Go heap/stack/goroutines")
 	fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 `latency` above which a fanout step fails")
-	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "continue the ramp after a failed step")
+	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "continue the ramp after a step with loss, duplicates, errors or a missed rate")
+	fs.StringVar(&cfg.SnapshotURL, "snapshot-url", "", "idle mode: after the hold, fetch this `URL` (a heap profile, say) into --snapshot-file")
+	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "snapshot.out", "`file` for --snapshot-url")
 	fs.BoolVar(&jsonOut, "json", false, "print the result as JSON on standard output")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line")
 	fs.StringVar(&plot, "plot", "", "write throughput and latency over time to this SVG `file`")
@@ -124,11 +130,15 @@ func bench(ctx context.Context, env Env, args []string) error {
 // parseRates turns --rate N or --ramp FROM:TO:STEP into the step rates.
 func parseRates(rate, ramp string) ([]int, error) {
 	if ramp == "" {
-		n, err := strconv.Atoi(rate)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--rate %q: want a positive integer", rate)
+		var out []int
+		for _, f := range strings.Split(rate, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("--rate %q: want positive integers separated by commas", rate)
+			}
+			out = append(out, n)
 		}
-		return []int{n}, nil
+		return out, nil
 	}
 	parts := strings.Split(ramp, ":")
 	if len(parts) != 3 {
@@ -174,7 +184,7 @@ func printBench(env Env, res *loadgen.Result) {
 			fmt.Fprintf(w, "best passing step: %.0f deliveries/s at rate %d\n",
 				res.Steps[res.Best].DeliveriesPerSec, res.Steps[res.Best].TargetRate)
 		} else {
-			fmt.Fprintln(w, "no step passed (loss, errors, or p99 above --max-p99)")
+			fmt.Fprintln(w, "no step passed (loss, duplicates, errors, missed rate, or p99 above --max-p99)")
 		}
 	}
 	if e := res.Echo; e != nil {

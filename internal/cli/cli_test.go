@@ -102,6 +102,13 @@ func TestConfigCheck(t *testing.T) {
 	if code, _, errOut := run(t, nil, "config", "check", invalid); code != 1 || !strings.Contains(errOut, "log.level") {
 		t.Errorf("invalid value: %d %q", code, errOut)
 	}
+	exposed := writeFile(t, "exposed.yaml", "listen: 0.0.0.0:8080\n")
+	if code, _, errOut := run(t, nil, "config", "check", exposed); code != 1 || !strings.Contains(errOut, "api_key") {
+		t.Errorf("exposed without keys: %d %q", code, errOut)
+	}
+	if code, _, errOut := run(t, []string{"HERALD_INSECURE=true"}, "config", "check", exposed); code != 0 {
+		t.Errorf("exposed with insecure: %d %q", code, errOut)
+	}
 	if code, _, _ := run(t, nil, "config", "check"); code != 2 {
 		t.Errorf("missing file argument: %d", code)
 	}

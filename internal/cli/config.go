@@ -8,7 +8,9 @@ const configUsage = `Usage: herald config check FILE
 
 Validates FILE merged with the defaults and the HERALD_* environment, as
 herald serve would merge them, and prints the effective configuration with
-secrets redacted. Exit status 1 when the configuration is invalid.
+secrets redacted. Exit status 1 when the configuration is invalid or herald
+serve would refuse it (a non-loopback address without api_key and a token
+key).
 `
 
 // configCmd implements `herald config check FILE`.
@@ -25,6 +27,9 @@ func configCmd(env Env, args []string) error {
 	cfg, err := loadConfig(env, file, nil)
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if err := cfg.CheckExposure(); err != nil {
+		return fmt.Errorf("invalid configuration: herald serve would refuse it: %w", err)
 	}
 	out, err := cfg.Redacted().YAML()
 	if err != nil {

@@ -14,6 +14,14 @@ import (
 // envConfigFile names the configuration file when --config is not given.
 const envConfigFile = "HERALD_CONFIG"
 
+// otherCommandsEnv are HERALD_* variables that are not server options:
+// serve does not warn about them.
+var otherCommandsEnv = map[string]bool{
+	envConfigFile:         true,
+	"HERALD_URL":          true, // sub, pub
+	"HERALD_CLIENT_TOKEN": true, // sub
+}
+
 // configFlags registers --config and one flag per scalar configuration
 // option (named after its key path: --listen, --token-secret,
 // --log-level, ...). Flags are recorded in the order given so that Load
@@ -82,7 +90,7 @@ func serve(ctx context.Context, restore func(), env Env, args []string, started 
 	slog.SetDefault(log)
 	defer slog.SetDefault(prev)
 	for _, name := range config.UnknownEnv(env.Environ) {
-		if name != envConfigFile && !strings.HasPrefix(name, "HERALD_TEST_") {
+		if !otherCommandsEnv[name] && !strings.HasPrefix(name, "HERALD_TEST_") {
 			log.Warn("ignoring unknown environment variable", "name", name)
 		}
 	}

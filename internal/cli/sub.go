@@ -126,7 +126,7 @@ func sub(ctx context.Context, env Env, args []string) error {
 	}
 	c, err := client.New(u, opts)
 	if err != nil {
-		return fmt.Errorf("sub: %w", err)
+		return fmt.Errorf("%w: sub: %s", errUsage, strings.TrimPrefix(err.Error(), "herald: "))
 	}
 	defer c.Close()
 
@@ -136,7 +136,7 @@ func sub(ctx context.Context, env Env, args []string) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("sub: cannot connect to %s: %w", u, err)
+		return fmt.Errorf("sub: cannot connect to %s: %s", u, strings.TrimPrefix(err.Error(), "herald: "))
 	}
 	subs := make([]*client.Subscription, 0, len(channels))
 	for _, ch := range channels {

@@ -35,12 +35,19 @@ import (
 type Config struct {
 	// Listen is the HTTP address (WebSocket, server API, metrics, demo).
 	Listen string `yaml:"listen"`
-	// TCPListen is the address of the raw TCP transport; empty disables it.
+	// TCPListen is the address of the TCP client transport
+	// (length-prefixed frames, JSON or binary); empty disables it.
 	TCPListen string `yaml:"tcp_listen"`
+	// UDPListen is the address of the UDP client transport (binary
+	// datagrams); empty disables it.
+	UDPListen string `yaml:"udp_listen"`
 	// ListenBacklog is the accept queue length passed to listen(2) for
 	// every listener. 0 keeps Go's default (net.core.somaxconn). The kernel
 	// caps it at net.core.somaxconn either way.
 	ListenBacklog int `yaml:"listen_backlog"`
+	// TLS serves the HTTP listener (https, wss) and the TCP transport over
+	// TLS with a certificate read from files and reloaded when they change.
+	TLS TLS `yaml:"tls"`
 	// Insecure allows a non-loopback listen address without an API key and
 	// a token key. Never set it in production.
 	Insecure bool `yaml:"insecure"`
@@ -104,6 +111,24 @@ type Config struct {
 	Broker Broker `yaml:"broker"`
 	Demo   Demo   `yaml:"demo"`
 }
+
+// TLS names the certificate the listeners serve. With neither file set
+// every listener speaks plain text (put a TLS-terminating proxy in front).
+type TLS struct {
+	// CertFile is a PEM file with the certificate followed by any
+	// intermediates. Set together with KeyFile.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM file with the certificate's private key.
+	KeyFile string `yaml:"key_file"`
+	// PlainTCP keeps the TCP transport (tcp_listen) in plain text while
+	// the HTTP listener uses TLS, for a TCP transport that a TLS-terminating
+	// load balancer fronts or that only loopback clients use. Danger: on
+	// any other network it exposes tokens and messages.
+	PlainTCP bool `yaml:"plain_tcp"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Token configures connection token verification. Any combination of keys
 // may be set; a token is accepted if it verifies with the key matching its
@@ -269,8 +294,12 @@ func (c *Config) Validate() error {
 	if err := checkAddr("tcp_listen", c.TCPListen, true); err != nil {
 		return err
 	}
-	if c.TCPListen != "" && c.TCPListen == c.Listen {
+	if c.TCPListen != "" && c.TCPListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		// Port 0 picks a free port for each listener.
 		return fmt.Errorf("tcp_listen: same address as listen (%s)", c.Listen)
+	}
+	if err := checkAddr("udp_listen", c.UDPListen, true); err != nil {
+		return err
 	}
 	if c.ListenBacklog < 0 || c.ListenBacklog > 1<<20 {
 		return fmt.Errorf("listen_backlog: %d out of range 0..%d", c.ListenBacklog, 1<<20)
@@ -284,15 +313,20 @@ func (c *Config) Validate() error {
 	if c.Token.Secret != "" && len(c.Token.Secret) < 32 {
 		return fmt.Errorf("token.secret: too short (%d bytes, want at least 32)", len(c.Token.Secret))
 	}
-	for key, path := range map[string]string{
-		"token.rsa_public_key_file":   c.Token.RSAPublicKeyFile,
-		"token.ecdsa_public_key_file": c.Token.ECDSAPublicKeyFile,
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("tls: cert_file and key_file must be set together")
+	}
+	for _, f := range []struct{ key, path string }{
+		{"token.rsa_public_key_file", c.Token.RSAPublicKeyFile},
+		{"token.ecdsa_public_key_file", c.Token.ECDSAPublicKeyFile},
+		{"tls.cert_file", c.TLS.CertFile},
+		{"tls.key_file", c.TLS.KeyFile},
 	} {
-		if path == "" {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.key, err)
 		}
 	}
 	switch c.Log.Level {
@@ -454,7 +488,41 @@ func (c *Config) Exposed() bool {
 	if !IsLoopback(c.Listen) {
 		return true
 	}
-	return c.TCPListen != "" && !IsLoopback(c.TCPListen)
+	if c.TCPListen != "" && !IsLoopback(c.TCPListen) {
+		return true
+	}
+	return c.UDPListen != "" && !IsLoopback(c.UDPListen)
+}
+
+// CheckExposure refuses a configuration that exposes a listener on a
+// non-loopback address without an API key and a token key, unless
+// Insecure is set: such a node would print freshly generated keys and let
+// anyone who can reach it act as the backend.
+func (c *Config) CheckExposure() error {
+	if !c.Exposed() || c.Insecure {
+		return nil
+	}
+	var missing []string
+	if c.APIKey == "" {
+		missing = append(missing, "api_key (HERALD_API_KEY)")
+	}
+	if !c.HasTokenKey() {
+		missing = append(missing, "a token key (token.secret / HERALD_TOKEN_SECRET, or a public key file)")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var addrs []string
+	for _, l := range []struct{ key, addr string }{
+		{"listen", c.Listen}, {"tcp_listen", c.TCPListen}, {"udp_listen", c.UDPListen},
+	} {
+		if l.addr != "" && !IsLoopback(l.addr) {
+			addrs = append(addrs, l.key+" "+l.addr)
+		}
+	}
+	return fmt.Errorf("refusing to listen on a non-loopback address (%s) without %s; "+
+		"configure them, or pass --insecure for a throwaway test setup",
+		strings.Join(addrs, ", "), strings.Join(missing, " and "))
 }
 
 // HasTokenKey reports whether any token verification key is configured.

@@ -222,6 +222,9 @@ func TestKeysNames(t *testing.T) {
 		"ping_interval":      {Env: "HERALD_PING_INTERVAL", Flag: "ping-interval", Kind: KindDuration},
 		"broker.redis.addrs": {Env: "HERALD_BROKER_REDIS_ADDRS", Flag: "broker-redis-addrs", Kind: KindList},
 		"demo.enabled":       {Env: "HERALD_DEMO_ENABLED", Flag: "demo-enabled", Kind: KindBool},
+		"tls.cert_file":      {Env: "HERALD_TLS_CERT_FILE", Flag: "tls-cert-file", Kind: KindString},
+		"tls.key_file":       {Env: "HERALD_TLS_KEY_FILE", Flag: "tls-key-file", Kind: KindString},
+		"tls.plain_tcp":      {Env: "HERALD_TLS_PLAIN_TCP", Flag: "tls-plain-tcp", Kind: KindBool},
 	}
 	found := 0
 	for _, k := range Keys() {
@@ -236,6 +239,44 @@ func TestKeysNames(t *testing.T) {
 	}
 	if found != len(want) {
 		t.Errorf("found %d of %d expected keys", found, len(want))
+	}
+}
+
+// TestTLSValidation: the certificate and key come as a pair of existing
+// files, and the environment sets them like every other option.
+func TestTLSValidation(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("pem"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Load(LoadOptions{Environ: []string{"HERALD_TLS_CERT_FILE=" + cert, "HERALD_TLS_KEY_FILE=" + key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.TLS.Enabled() || c.TLS.CertFile != cert || c.TLS.KeyFile != key || c.TLS.PlainTCP {
+		t.Fatalf("tls from environment: %+v", c.TLS)
+	}
+	for _, tc := range []struct {
+		name      string
+		tls       TLS
+		wantError string
+	}{
+		{"cert without key", TLS{CertFile: cert}, "must be set together"},
+		{"key without cert", TLS{KeyFile: key}, "must be set together"},
+		{"missing cert", TLS{CertFile: filepath.Join(dir, "nope.pem"), KeyFile: key}, "tls.cert_file"},
+		{"missing key", TLS{CertFile: cert, KeyFile: filepath.Join(dir, "nope.pem")}, "tls.key_file"},
+	} {
+		c := Default()
+		c.TLS = tc.tls
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.wantError) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.wantError)
+		}
+	}
+	if c := Default(); c.TLS.Enabled() {
+		t.Error("TLS enabled by default")
 	}
 }
 
@@ -258,9 +299,28 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 	c := Default()
+	if c.Exposed() || c.CheckExposure() != nil {
+		t.Error("default configuration reported as exposed")
+	}
 	c.TCPListen = "0.0.0.0:9000"
 	if !c.Exposed() {
 		t.Error("non-loopback tcp_listen not reported as exposed")
+	}
+	c = Default()
+	c.UDPListen = "[::]:9001"
+	err := c.CheckExposure()
+	if err == nil || !strings.Contains(err.Error(), "udp_listen [::]:9001") {
+		t.Errorf("non-loopback udp_listen without keys: %v", err)
+	}
+	c.APIKey = "0123456789abcdef0123"
+	c.Token.RSAPublicKeyFile = "/some/key.pem"
+	if err := c.CheckExposure(); err != nil {
+		t.Errorf("with keys: %v", err)
+	}
+	c.APIKey = ""
+	c.Insecure = true
+	if err := c.CheckExposure(); err != nil {
+		t.Errorf("insecure: %v", err)
 	}
 }
 

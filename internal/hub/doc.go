@@ -83,7 +83,18 @@
 // channels left without subscribers, performs presence removals and leave
 // events deferred from broker goroutines (a bounded queue; overflow is
 // counted and presence then expires by TTL), publishes node info every
-// Config.NodeInfoInterval, and checks positions after broker reconnects.
+// Config.NodeInfoInterval (and at once when a node it did not know
+// reports, so a joining node learns the cluster within one round trip),
+// and checks positions after broker reconnects.
+//
+// # Cluster-wide stats
+//
+// Each node's report (NodeInfo) carries its counts and the channels with
+// the most local subscribers, at most Config.NodeInfoChannels of them.
+// Nodes lists the nodes heard from within three intervals;
+// ClusterChannels adds this node's exact channel counts to the other
+// nodes' last reports, so it is as fresh as the interval and as complete
+// as that bound (see ClusterChannels).
 // Everything else runs on the caller's goroutine: sessions for
 // Subscribe/Unsubscribe, the broker's goroutines for EventHandler calls.
 package hub

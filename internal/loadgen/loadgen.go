@@ -116,9 +116,15 @@ type Config struct {
 	MetricsURL string
 	// MaxP99 is the p99 above which a fanout step fails. Default 100 ms.
 	MaxP99 time.Duration
-	// KeepGoing continues the ramp after a failed step (loss, errors or
-	// p99 above MaxP99). By default the ramp stops at the first failure.
+	// KeepGoing continues the ramp after a saturated step (see
+	// Step.Saturated). By default the ramp stops there; a step that only
+	// failed MaxP99 does not stop it.
 	KeepGoing bool
+	// SnapshotURL, in idle mode, is fetched once the connections have been
+	// held for Duration (before the server is sampled) and its body saved
+	// to SnapshotFile: for example a heap profile from a pprof endpoint.
+	SnapshotURL  string
+	SnapshotFile string
 	// Progress receives one status line per second. Nil: none.
 	Progress io.Writer
 }

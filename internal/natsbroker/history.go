@@ -210,11 +210,19 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 	subject := b.histSubject(channel)
 	metaTTL := b.metaTTL(opts.HistoryMetaTTL)
 	var pos hub.StreamPosition
+	cached := true
 	err := b.retry(ctx, "publish to", channel, func(ctx context.Context) (bool, error) {
-		h, err := b.head(ctx, subject)
-		if err != nil {
-			return false, err
+		var h *streamHead
+		if cached {
+			h, cached = b.cachedHead(subject)
 		}
+		if !cached {
+			var err error
+			if h, err = b.head(ctx, subject); err != nil {
+				return false, err
+			}
+		}
+		cached = false // a retry reads the head from the server
 		var expect uint64
 		reset := h != nil && h.expired(time.Now())
 		next := hub.StreamPosition{Offset: 1, Epoch: newEpoch()}
@@ -234,8 +242,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		m.Data = blob
 		seq, err := b.appendMsg(ctx, m, expect)
 		if err != nil {
+			b.forgetHead(subject)
 			return false, err
 		}
+		b.cacheHead(subject, streamHead{
+			seq: seq, kind: kindPublication, offset: next.Offset, epoch: next.Epoch,
+			size: opts.HistorySize, metaTTL: metaTTL, stored: time.Now(),
+		})
 		pos = next
 		switch {
 		case reset:
@@ -248,6 +261,38 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		return true, nil
 	})
 	return pos, err
+}
+
+// maxCachedHeads bounds the head cache; when full, an arbitrary entry is
+// evicted.
+const maxCachedHeads = 10000
+
+func (b *Broker) cachedHead(subject string) (*streamHead, bool) {
+	b.headsMu.Lock()
+	defer b.headsMu.Unlock()
+	h, ok := b.heads[subject]
+	if !ok {
+		return nil, false
+	}
+	return &h, true
+}
+
+func (b *Broker) cacheHead(subject string, h streamHead) {
+	b.headsMu.Lock()
+	defer b.headsMu.Unlock()
+	if _, ok := b.heads[subject]; !ok && len(b.heads) >= maxCachedHeads {
+		for k := range b.heads {
+			delete(b.heads, k)
+			break
+		}
+	}
+	b.heads[subject] = h
+}
+
+func (b *Broker) forgetHead(subject string) {
+	b.headsMu.Lock()
+	delete(b.heads, subject)
+	b.headsMu.Unlock()
 }
 
 // storedPub is a publication found in the history subject, not yet decoded.

@@ -28,7 +28,14 @@
 // in stream order, so every node receives a channel's publications in
 // offset order whichever node published them, and only publications that
 // were stored. Joins, leaves and publications without history are plain
-// core messages on the same subject.
+// core messages on the same subject. Subscribe returns after a flush round
+// trip, when the connected server has registered the interest; in a NATS
+// cluster the interest reaches the other servers asynchronously, usually
+// within milliseconds.
+//
+// Publish remembers the last head it appended per channel (a bounded cache)
+// and appends against it directly; a stale head only costs a rejected
+// append and a fresh read.
 //
 // # History, TTLs and epochs
 //
@@ -214,6 +221,13 @@ type Broker struct {
 	mu   sync.Mutex
 	subs map[string]*nats.Subscription // channel -> live subscription
 
+	// heads caches the last known head of recently published history
+	// subjects, saving Publish the read of the head. A stale entry is
+	// harmless: the expected-sequence check rejects the append and the
+	// head is read again. Bounded by maxCachedHeads.
+	headsMu sync.Mutex
+	heads   map[string]streamHead
+
 	running   atomic.Bool
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -247,6 +261,7 @@ func New(opts Options) (*Broker, error) {
 		reconnected:    make(chan struct{}, 1),
 		overflowed:     make(chan struct{}, 1),
 		subs:           make(map[string]*nats.Subscription),
+		heads:          make(map[string]streamHead),
 		stop:           make(chan struct{}),
 	}, nil
 }

@@ -482,3 +482,64 @@ func TestSuiteCluster(t *testing.T) {
 		return b, b
 	})
 }
+
+// TestSuiteSentinel runs the suite through a Redis Sentinel.
+func TestSuiteSentinel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel")
+	}
+	_, sentinel := testservers.StartRedisSentinel(t, "herald-master")
+	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+		b, err := New(Options{Addrs: []string{sentinel.Addr()}, SentinelMaster: "herald-master", Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return b, b
+	})
+}
+
+// TestShardOutageIsolated stops one of two private shards: channels on the
+// other shard keep working, the failed shard's channels fail fast, and after
+// the restart only that shard reports a reconnect.
+func TestShardOutageIsolated(t *testing.T) {
+	s0, s1 := testservers.StartRedis(t), testservers.StartRedis(t)
+	b := newTestBroker(t, Options{Addrs: []string{s0.Addr(), s1.Addr()}, OpTimeout: 2 * time.Second, MaxReconnectGap: 100 * time.Millisecond})
+	rec := run(t, b)
+	ctx := context.Background()
+	// One channel on each shard.
+	onShard := make(map[int]string)
+	for i := 0; len(onShard) < 2; i++ {
+		ch := fmt.Sprintf("iso:%d", i)
+		if _, ok := onShard[b.ShardOf(ch)]; !ok {
+			onShard[b.ShardOf(ch)] = ch
+		}
+	}
+	for _, ch := range onShard {
+		if err := b.Subscribe(ctx, ch); err != nil {
+			t.Fatalf("Subscribe(%s): %v", ch, err)
+		}
+	}
+	s1.Stop()
+	if _, err := b.Publish(ctx, onShard[1], &hub.Publication{Data: []byte("1")}, hist(10)); !errors.Is(err, hub.ErrBrokerUnavailable) {
+		t.Fatalf("Publish on the stopped shard: %v", err)
+	}
+	pos, err := b.Publish(ctx, onShard[0], &hub.Publication{Data: []byte("1")}, hist(10))
+	if err != nil || pos.Offset != 1 {
+		t.Fatalf("Publish on the live shard: %+v %v", pos, err)
+	}
+	rec.waitFor(t, "delivery on the live shard", func() bool { return len(rec.pubs[onShard[0]]) == 1 })
+
+	s1.Start()
+	rec.waitFor(t, "HandleReconnect", func() bool { return rec.reconnects == 1 })
+	pos, err = b.Publish(ctx, onShard[1], &hub.Publication{Data: []byte("2")}, hist(10))
+	if err != nil || pos.Offset != 1 {
+		t.Fatalf("Publish on the restarted shard: %+v %v", pos, err)
+	}
+	rec.waitFor(t, "delivery on the restarted shard", func() bool { return len(rec.pubs[onShard[1]]) == 1 })
+	rec.mu.Lock()
+	reconnects := rec.reconnects
+	rec.mu.Unlock()
+	if reconnects != 1 {
+		t.Fatalf("%d reconnects reported, want 1 (only the failed shard)", reconnects)
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/netpoll"
 	"github.com/heraldhq/herald/internal/session"
+	tcptransport "github.com/heraldhq/herald/internal/transport/tcp"
+	udptransport "github.com/heraldhq/herald/internal/transport/udp"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/web"
 )
@@ -37,9 +40,14 @@ type node struct {
 	hub      *hub.Hub
 	verifier *auth.Verifier
 	sessions *session.Manager
+	tcp      *tcptransport.Server // nil unless tcp_listen
+	tcpTLS   bool                 // the TCP transport serves TLS
+	udp      *udptransport.Server // nil unless udp_listen
 }
 
-func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, m *metrics.Metrics) (*node, error) {
+// newNode builds the node; tcpTLS, when set, makes the TCP transport serve
+// TLS.
+func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, m *metrics.Metrics, tcpTLS *tls.Config) (*node, error) {
 	n := &node{cfg: cfg, log: log, metrics: m}
 	b, berr := newBroker(cfg, log)
 	if berr != nil {
@@ -89,6 +97,9 @@ func newNode(cfg *config.Config, tokenSecret, version string, log *slog.Logger, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := n.newSocketTransports(tcpTLS); err != nil {
+		return nil, err
 	}
 	if err := n.registerMetrics(); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
@@ -219,6 +230,9 @@ func (n *node) drain(ctx context.Context, spread time.Duration) error {
 // on a partly built node and more than once.
 func (n *node) close(ctx context.Context) error {
 	var errs []error
+	if err := n.shutdownSockets(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if n.hub != nil {
 		if err := n.hub.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("hub: %w", err))

@@ -8,23 +8,35 @@
 //	/api/      server API (X-API-Key)
 //	/metrics   Prometheus metrics
 //	/healthz   200 while the process runs
-//	/readyz    200 while accepting clients; 503 before Start finished and from the start of Shutdown
+//	/readyz    200 while accepting clients with a connected broker; 503 before Start
+//	           finished, while a cluster broker has not connected yet, and from the start of Shutdown
 //	/          the embedded demo app and JavaScript client (demo.enabled)
+//
+// With tcp_listen and udp_listen the TCP and UDP transports serve the same
+// protocol on their own sockets.
+//
+// With tls.cert_file and tls.key_file the HTTP listener serves HTTPS (and so
+// wss://) and the TCP transport TLS (unless tls.plain_tcp). The certificate
+// is re-read by Reload (the serve command calls it on SIGHUP) and whenever
+// the files change; new handshakes get the new certificate.
 //
 // Lifecycle: New validates and builds everything without touching the
 // network; Start raises the open file limit, starts the broker and hub,
-// binds the listener and serves; Shutdown drains. A Server is safe for
+// binds the listeners and serves; Shutdown drains. A Server is safe for
 // concurrent use; Shutdown is idempotent, bounded by its context, and once
 // it has begun the server starts no new goroutines.
 //
-// Goroutines owned by a Server: the HTTP serve loop and the demo ticker.
-// Shutdown ends both and waits for them; the broker, hub and session
-// manager own their own goroutines and are closed by Shutdown too.
+// Goroutines owned by a Server: the HTTP serve loop, the TCP accept loop,
+// the UDP read loop, the demo ticker and, with TLS, the certificate file
+// watcher (started by New). Shutdown ends them and waits for them, also
+// when Start was never called; the broker, hub, session manager and transports own their own
+// goroutines and are closed by Shutdown too.
 package server
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -41,6 +53,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/httpapi"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/tlsreload"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -68,6 +81,9 @@ type Server struct {
 	apiKey      string
 	tokenSecret string
 
+	// certs serves and reloads the TLS certificate; nil without TLS.
+	certs *tlsreload.Reloader
+
 	node    *node // broker, hub, sessions, transports
 	handler http.Handler
 	httpSrv *http.Server
@@ -78,7 +94,8 @@ type Server struct {
 	started      bool
 	shuttingDown bool
 	ln           *fdLimitListener
-	wg           sync.WaitGroup // goroutines started by goLocked
+	socks        socketListeners // TCP and UDP transports' sockets
+	wg           sync.WaitGroup  // goroutines started by goLocked
 	cancelBG     context.CancelFunc
 
 	shutdownOnce sync.Once
@@ -110,19 +127,8 @@ func New(opts Options) (*Server, error) {
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()
 	}
-	if cfg.Exposed() && !cfg.Insecure {
-		var missing []string
-		if cfg.APIKey == "" {
-			missing = append(missing, "api_key (HERALD_API_KEY)")
-		}
-		if !cfg.HasTokenKey() {
-			missing = append(missing, "a token key (token.secret / HERALD_TOKEN_SECRET, or a public key file)")
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("server: refusing to listen on a non-loopback address (%s) without %s; "+
-				"configure them, or pass --insecure for a throwaway test setup",
-				exposedAddrs(&cfg), strings.Join(missing, " and "))
-		}
+	if err := cfg.CheckExposure(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
 		cfg:          cfg,
@@ -147,7 +153,25 @@ func New(opts Options) (*Server, error) {
 			strings.Join(generated, "\n  "))
 	}
 
-	n, err := newNode(&s.cfg, s.tokenSecret, s.version, s.log, s.metrics)
+	var tcpTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("server: tls: %w", err)
+		}
+		s.certs = certs
+		if !cfg.TLS.PlainTCP {
+			tcpTLS = certs.TLSConfig()
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok && s.certs != nil {
+			s.certs.Close()
+		}
+	}()
+
+	n, err := newNode(&s.cfg, s.tokenSecret, s.version, s.log, s.metrics, tcpTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -186,18 +210,8 @@ func New(opts Options) (*Server, error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ok = true
 	return s, nil
-}
-
-func exposedAddrs(c *config.Config) string {
-	var a []string
-	if !config.IsLoopback(c.Listen) {
-		a = append(a, "listen "+c.Listen)
-	}
-	if c.TCPListen != "" && !config.IsLoopback(c.TCPListen) {
-		a = append(a, "tcp_listen "+c.TCPListen)
-	}
-	return strings.Join(a, ", ")
 }
 
 // randomKey returns 32 random bytes, URL-safe base64 encoded (43 chars).
@@ -229,6 +243,28 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
+// TCPAddr returns the address the TCP transport is bound to, or "" when
+// it is off or before Start.
+func (s *Server) TCPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.socks.tcp == nil {
+		return ""
+	}
+	return s.socks.tcp.Addr().String()
+}
+
+// UDPAddr returns the address the UDP transport is bound to, or "" when
+// it is off or before Start.
+func (s *Server) UDPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.socks.udp == nil {
+		return ""
+	}
+	return s.socks.udp.LocalAddr().String()
+}
+
 // Ready reports whether the server accepts clients.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
@@ -236,7 +272,8 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 var errShuttingDown = errors.New("server: shutting down")
 
 // Start raises the open file limit, starts the broker and hub, binds the
-// listener and serves in the background. ctx bounds the start only.
+// listeners and serves in the background. ctx bounds the start only. After
+// a failed Start, call Shutdown to release what was started.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,28 +297,88 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	socks, err := s.node.listenSockets(ctx)
+	if err != nil {
+		raw.Close()
+		return err
+	}
 	s.ln = newFDLimitListener(raw, s.log)
+	s.socks = socks
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancelBG = cancel
 
 	ln := s.ln
+	var served net.Listener = ln
+	if s.certs != nil {
+		// No ALPN: HTTP/1.1 only, since WebSocket upgrades need it.
+		served = tls.NewListener(ln, s.certs.TLSConfig())
+	}
 	s.goLocked(func() {
-		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := s.httpSrv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("HTTP server stopped", "error", err)
 		}
 	})
+	if socks.tcp != nil {
+		s.goLocked(func() { s.node.serveTCP(socks.tcp) })
+	}
+	if socks.udp != nil {
+		s.goLocked(func() { s.node.serveUDP(socks.udp) })
+	}
 	if s.cfg.Demo.Enabled {
 		s.goLocked(func() { s.node.runDemo(bg) })
 	}
-	if s.cfg.TCPListen != "" {
-		s.log.Warn("tcp_listen is set but this build has no TCP transport yet; not listening", "tcp_listen", s.cfg.TCPListen)
-	}
 	s.ready.Store(true)
-	s.log.Info("herald listening", "version", s.version, "node", s.cfg.Node,
-		"http", "http://"+ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws",
-		"broker", s.cfg.Broker.Type, "demo", s.cfg.Demo.Enabled)
+	httpURL, wsURL := s.urlsLocked()
+	attrs := []any{"version", s.version, "node", s.cfg.Node, "http", httpURL, "ws", wsURL}
+	if socks.tcp != nil {
+		tcp := socks.tcp.Addr().String()
+		if s.node.tcpTLS {
+			tcp += " (tls)"
+		}
+		attrs = append(attrs, "tcp", tcp)
+	}
+	if socks.udp != nil {
+		attrs = append(attrs, "udp", socks.udp.LocalAddr().String())
+	}
+	attrs = append(attrs, "broker", s.cfg.Broker.Type, "demo", s.cfg.Demo.Enabled)
+	s.log.Info("herald listening", attrs...)
 	return nil
 }
+
+// URLs returns the base URL of the HTTP listener (http:// or https://) and
+// the WebSocket endpoint (ws:// or wss://), or "" before Start.
+func (s *Server) URLs() (httpURL, wsURL string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.urlsLocked()
+}
+
+func (s *Server) urlsLocked() (httpURL, wsURL string) {
+	if s.ln == nil {
+		return "", ""
+	}
+	addr := s.ln.Addr().String()
+	if s.certs != nil {
+		return "https://" + addr, "wss://" + addr + "/ws"
+	}
+	return "http://" + addr, "ws://" + addr + "/ws"
+}
+
+// Reload re-reads what can change without a restart: the TLS certificate
+// and key. On failure the previous certificate stays in use and the error
+// says why; without TLS it does nothing. Safe for concurrent use.
+func (s *Server) Reload() error {
+	if s.certs == nil {
+		return nil
+	}
+	if err := s.certs.Reload(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}
+
+// TLSEnabled reports whether the listeners serve TLS.
+func (s *Server) TLSEnabled() bool { return s.certs != nil }
 
 // goLocked starts f as a goroutine owned by s; s.mu must be held and
 // shutdown not begun.
@@ -293,8 +390,8 @@ func (s *Server) goLocked(f func()) {
 	}()
 }
 
-// Shutdown stops the server: /readyz turns 503, the listener closes (no new
-// connections), every client is disconnected with 1001 and reconnect advice,
+// Shutdown stops the server: /readyz turns 503, the HTTP and TCP listeners
+// close (no new connections), every client is disconnected with 1001 and reconnect advice,
 // spread over drain_timeout so that they do not all reconnect at the same
 // moment, in-flight API requests finish, then the hub, sessions and broker
 // close. When ctx ends first, whatever remains is closed at once. It
@@ -317,6 +414,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown = true
 	ln := s.ln
+	socks := s.socks
 	cancel := s.cancelBG
 	s.mu.Unlock()
 	s.ready.Store(false)
@@ -328,12 +426,18 @@ func (s *Server) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close listener: %w", err))
 		}
 	}
+	if socks.tcp != nil {
+		socks.tcp.Close() // UDP stays open: its clients get the drain's 1001 through it
+	}
 	if cancel != nil {
 		cancel() // demo ticker
 	}
 	// Clients first, spread over the drain window; a client reconnecting
 	// meanwhile finds the listener closed and tries another node.
 	if err := s.node.drain(ctx, s.cfg.DrainTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.node.shutdownSockets(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.httpSrv.Shutdown(ctx); err != nil {
@@ -348,6 +452,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	s.wg.Wait()
+	if s.certs != nil {
+		s.certs.Close()
+	}
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("shutdown finished with errors", "error", err)
 		return fmt.Errorf("server: shutdown: %w", err)

@@ -425,16 +425,6 @@ func TestShutdownBeforeStart(t *testing.T) {
 	}
 }
 
-func TestUnsupportedBroker(t *testing.T) {
-	_, err := New(Options{Config: testConfig(func(c *config.Config) {
-		c.Broker.Type = "nats"
-		c.Broker.NATS.URL = "nats://127.0.0.1:4222"
-	}), Logger: slog.New(slog.DiscardHandler), Out: io.Discard})
-	if err == nil || !strings.Contains(err.Error(), "not available") {
-		t.Fatalf("nats broker: %v", err)
-	}
-}
-
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
 	NewLogger(config.Log{Level: "warn", Format: "json"}, &buf).Info("hidden")
@@ -447,6 +437,26 @@ func TestNewLogger(t *testing.T) {
 	NewLogger(config.Log{Level: "debug", Format: "text"}, &buf).Debug("dbg")
 	if !strings.Contains(buf.String(), "level=DEBUG") {
 		t.Fatalf("text debug log %q", buf.String())
+	}
+}
+
+// waitReady polls /readyz until the node's broker connection is up.
+func waitReady(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.Addr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %d", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
 }
 
@@ -470,19 +480,32 @@ func TestStartFailsOnBusyAddress(t *testing.T) {
 	}
 }
 
-// TestRedisCluster runs two nodes sharing one Redis: a client connected to
-// one node receives what a backend publishes through the other, and
-// history and presence are shared.
+// TestRedisCluster and TestNATSCluster run two nodes sharing one broker:
+// a client connected to one node receives what a backend publishes through
+// the other, and history and presence are shared.
 func TestRedisCluster(t *testing.T) {
 	redis := testservers.StartRedis(t)
 	prefix := "t" + randomKey()[:8]
-	withRedis := func(c *config.Config) {
+	testCluster(t, func(c *config.Config) {
 		c.Broker.Type = "redis"
 		c.Broker.Redis.Addrs = []string{redis.Addr()}
 		c.Broker.Redis.Prefix = prefix
-	}
-	a, _ := startServer(t, withRedis)
-	b, _ := startServer(t, withRedis)
+	})
+}
+
+func TestNATSCluster(t *testing.T) {
+	nats := testservers.StartNATS(t)
+	testCluster(t, func(c *config.Config) {
+		c.Broker.Type = "nats"
+		c.Broker.NATS.URL = nats.URL()
+	})
+}
+
+func testCluster(t *testing.T, withBroker func(*config.Config)) {
+	a, _ := startServer(t, withBroker)
+	b, _ := startServer(t, withBroker)
+	waitReady(t, a)
+	waitReady(t, b)
 
 	cl := dialClient(t, a)
 	cl.call("connect", nil)
@@ -528,24 +551,28 @@ func TestRedisUnavailable(t *testing.T) {
 	}
 }
 
-// TestRedisDownAtStart: a node does not start without its broker.
+// TestRedisDownAtStart: a node whose Redis is down at start serves
+// anyway (so that a cluster can start in any order) but reports not ready,
+// and publishing answers 503 until Redis is reachable.
 func TestRedisDownAtStart(t *testing.T) {
 	redis := testservers.StartRedis(t)
 	addr := redis.Addr()
 	redis.Stop()
-	s, err := New(Options{Config: testConfig(func(c *config.Config) {
+	s, _ := startServer(t, func(c *config.Config) {
 		c.Broker.Type = "redis"
 		c.Broker.Redis.Addrs = []string{addr}
-	}), Logger: slog.New(slog.DiscardHandler), Out: io.Discard})
+		c.Broker.Redis.Prefix = "t" + randomKey()[:8]
+	})
+	resp, err := http.Get("http://" + s.Addr() + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err == nil {
-		t.Fatal("started with Redis down")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis down: %d", resp.StatusCode)
 	}
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("shutdown after a failed start: %v", err)
+	status, body := apiCall(t, s, s.APIKey(), "publish", `{"channel":"chat:x","data":1}`)
+	if e, _ := body["error"].(map[string]any); status != http.StatusServiceUnavailable || e["code"] != float64(114) {
+		t.Fatalf("publish with Redis down: %d %v", status, body)
 	}
 }

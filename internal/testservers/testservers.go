@@ -382,3 +382,25 @@ func freeClusterPort(t testing.TB) int {
 	t.Fatalf("testservers: no free port pair for a cluster node")
 	return 0
 }
+
+// StartRedisSentinel starts a private master redis-server and one
+// redis-server in sentinel mode monitoring it under masterName. It returns
+// the master and the sentinel.
+func StartRedisSentinel(t testing.TB, masterName string) (master, sentinel *Server) {
+	t.Helper()
+	master = StartRedis(t)
+	bin := lookBinary(t, "redis-server")
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := dir + "/sentinel.conf"
+	cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
+		port, dir, masterName, master.Port())
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("testservers: sentinel config: %v", err)
+	}
+	sentinel = &Server{t: t, name: "redis-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	sentinel.args = []string{bin, conf, "--sentinel"}
+	t.Cleanup(sentinel.Stop)
+	sentinel.Start()
+	return master, sentinel
+}

@@ -60,6 +60,16 @@ func main() {
 	default:
 		log.Fatalf("peer: unknown -impl %q", *impl)
 	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatalf("peer: %v", err)
+	}
+	fmt.Printf("peer %s listening on %s\n", *impl, ln.Addr())
+	log.Fatal(http.Serve(ln, newMux(b)))
+}
+
+// newMux serves the WebSocket endpoint, /publish and /metrics.
+func newMux(b broker) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", b)
 	mux.HandleFunc("/publish", func(w http.ResponseWriter, r *http.Request) {
@@ -82,10 +92,5 @@ func main() {
 		fmt.Fprintf(w, "go_memstats_heap_inuse_bytes %d\ngo_memstats_stack_inuse_bytes %d\ngo_goroutines %d\n",
 			ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine())
 	})
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatalf("peer: %v", err)
-	}
-	fmt.Printf("peer %s listening on %s\n", *impl, ln.Addr())
-	log.Fatal(http.Serve(ln, mux))
+	return mux
 }

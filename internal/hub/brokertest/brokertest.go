@@ -60,7 +60,7 @@ func RunSuite(t *testing.T, newBroker func(t *testing.T) (hub.Broker, hub.Presen
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b, pm := newBroker(t)
-			rec := newRecorder()
+			rec := NewRecorder()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			t.Cleanup(cancel)
 			if err := b.Run(ctx, rec); err != nil {
@@ -88,7 +88,7 @@ func RunSuite(t *testing.T, newBroker func(t *testing.T) (hub.Broker, hub.Presen
 type env struct {
 	b      hub.Broker
 	pm     hub.PresenceManager
-	rec    *recorder
+	rec    *Recorder
 	ctx    context.Context
 	prefix string
 }
@@ -125,125 +125,6 @@ func (e *env) history(t *testing.T, ch string, opts hub.HistoryOptions) hub.Hist
 		t.Fatalf("History(%q): %v", ch, err)
 	}
 	return res
-}
-
-// recorder is the suite's EventHandler: it records every event and wakes
-// waiters.
-type recorder struct {
-	mu         sync.Mutex
-	changed    chan struct{}
-	pubs       map[string][]recordedPub
-	joins      map[string][]*hub.ClientInfo
-	leaves     map[string][]*hub.ClientInfo
-	controls   [][]byte
-	reconnects int
-	// inCall detects concurrent handler calls for one channel.
-	inCall   map[string]bool
-	overlaps int
-}
-
-type recordedPub struct {
-	pub *hub.Publication
-	pos hub.StreamPosition
-}
-
-func newRecorder() *recorder {
-	return &recorder{
-		changed: make(chan struct{}),
-		pubs:    make(map[string][]recordedPub),
-		joins:   make(map[string][]*hub.ClientInfo),
-		leaves:  make(map[string][]*hub.ClientInfo),
-		inCall:  make(map[string]bool),
-	}
-}
-
-// enter and leave bracket a handler call for channel; overlapping calls
-// for one channel are a contract violation counted in overlaps.
-func (r *recorder) enter(channel string) {
-	r.mu.Lock()
-	if r.inCall[channel] {
-		r.overlaps++
-	}
-	r.inCall[channel] = true
-	r.mu.Unlock()
-}
-
-func (r *recorder) leave(channel string) {
-	r.mu.Lock()
-	r.inCall[channel] = false
-	r.notifyLocked()
-	r.mu.Unlock()
-}
-
-func (r *recorder) notifyLocked() {
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *recorder) HandlePublication(channel string, pub *hub.Publication, pos hub.StreamPosition) {
-	r.enter(channel)
-	r.mu.Lock()
-	r.pubs[channel] = append(r.pubs[channel], recordedPub{pub, pos})
-	r.mu.Unlock()
-	r.leave(channel)
-}
-
-func (r *recorder) HandleJoin(channel string, info *hub.ClientInfo) {
-	r.enter(channel)
-	r.mu.Lock()
-	r.joins[channel] = append(r.joins[channel], info)
-	r.mu.Unlock()
-	r.leave(channel)
-}
-
-func (r *recorder) HandleLeave(channel string, info *hub.ClientInfo) {
-	r.enter(channel)
-	r.mu.Lock()
-	r.leaves[channel] = append(r.leaves[channel], info)
-	r.mu.Unlock()
-	r.leave(channel)
-}
-
-func (r *recorder) HandleControl(data []byte) {
-	r.mu.Lock()
-	r.controls = append(r.controls, slices.Clone(data))
-	r.notifyLocked()
-	r.mu.Unlock()
-}
-
-func (r *recorder) HandleReconnect() {
-	r.mu.Lock()
-	r.reconnects++
-	r.notifyLocked()
-	r.mu.Unlock()
-}
-
-// waitFor polls cond (evaluated with r.mu held) until it holds, failing
-// the test after waitTimeout.
-func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		ok := cond()
-		ch := r.changed
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-func (r *recorder) publications(channel string) []recordedPub {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.pubs[channel])
 }
 
 // poll calls cond every few milliseconds until it returns true, failing
@@ -305,18 +186,18 @@ func testPublishDelivers(t *testing.T, e *env) {
 			t.Fatalf("epoch changed from %q to %q without expiry", epoch, pos.Epoch)
 		}
 	}
-	e.rec.waitFor(t, "20 publications", func() bool { return len(e.rec.pubs[ch]) >= 20 })
-	got := e.rec.publications(ch)
+	e.rec.WaitFor(t, "20 publications", func() bool { return len(e.rec.Publications(ch)) >= 20 })
+	got := e.rec.Publications(ch)
 	if len(got) != 20 {
 		t.Fatalf("delivered %d publications, want 20", len(got))
 	}
 	for i, rp := range got {
 		want := uint64(i + 1)
-		if rp.pos.Offset != want || rp.pub.Offset != want || rp.pos.Epoch != epoch {
-			t.Fatalf("delivery %d: pos %+v pub offset %d, want offset %d epoch %q", i, rp.pos, rp.pub.Offset, want, epoch)
+		if rp.Pos.Offset != want || rp.Pub.Offset != want || rp.Pos.Epoch != epoch {
+			t.Fatalf("delivery %d: pos %+v pub offset %d, want offset %d epoch %q", i, rp.Pos, rp.Pub.Offset, want, epoch)
 		}
-		if string(rp.pub.Data) != fmt.Sprintf(`{"n":%d}`, i+1) {
-			t.Fatalf("delivery %d data %q", i, rp.pub.Data)
+		if string(rp.Pub.Data) != fmt.Sprintf(`{"n":%d}`, i+1) {
+			t.Fatalf("delivery %d data %q", i, rp.Pub.Data)
 		}
 	}
 }
@@ -354,8 +235,8 @@ func testConcurrentPublishers(t *testing.T, e *env) {
 	if !slices.Equal(assigned, seq(1, publishers*each)) {
 		t.Fatalf("assigned offsets are not 1..%d without gaps or duplicates", publishers*each)
 	}
-	e.rec.waitFor(t, "all publications", func() bool { return len(e.rec.pubs[ch]) >= publishers*each })
-	got := e.rec.publications(ch)
+	e.rec.WaitFor(t, "all publications", func() bool { return len(e.rec.Publications(ch)) >= publishers*each })
+	got := e.rec.Publications(ch)
 	if len(got) != publishers*each {
 		t.Fatalf("delivered %d, want %d", len(got), publishers*each)
 	}
@@ -363,12 +244,12 @@ func testConcurrentPublishers(t *testing.T, e *env) {
 	// publications keep their order.
 	last := make(map[int]int)
 	for i, rp := range got {
-		if rp.pos.Offset != uint64(i+1) {
-			t.Fatalf("delivery %d has offset %d", i, rp.pos.Offset)
+		if rp.Pos.Offset != uint64(i+1) {
+			t.Fatalf("delivery %d has offset %d", i, rp.Pos.Offset)
 		}
 		var p, n int
-		if _, err := fmt.Sscanf(string(rp.pub.Data), "[%d,%d]", &p, &n); err != nil {
-			t.Fatalf("bad data %q", rp.pub.Data)
+		if _, err := fmt.Sscanf(string(rp.Pub.Data), "[%d,%d]", &p, &n); err != nil {
+			t.Fatalf("bad data %q", rp.Pub.Data)
 		}
 		if prev, ok := last[p]; ok && n != prev+1 {
 			t.Fatalf("publisher %d: %d delivered after %d", p, n, prev)
@@ -379,9 +260,7 @@ func testConcurrentPublishers(t *testing.T, e *env) {
 	if !slices.Equal(offsets(res.Publications), seq(1, publishers*each)) {
 		t.Fatalf("history offsets %v", offsets(res.Publications))
 	}
-	e.rec.mu.Lock()
-	overlaps := e.rec.overlaps
-	e.rec.mu.Unlock()
+	overlaps := e.rec.Overlaps()
 	if overlaps != 0 {
 		t.Fatalf("handler called concurrently for one channel %d times", overlaps)
 	}
@@ -394,9 +273,9 @@ func testPublishWithoutHistory(t *testing.T, e *env) {
 	if pos.Offset != 0 {
 		t.Fatalf("publication without history got offset %d", pos.Offset)
 	}
-	e.rec.waitFor(t, "publication", func() bool { return len(e.rec.pubs[ch]) == 1 })
-	if got := e.rec.publications(ch)[0]; got.pos.Offset != 0 || string(got.pub.Data) != `"x"` {
-		t.Fatalf("delivered %+v %q", got.pos, got.pub.Data)
+	e.rec.WaitFor(t, "publication", func() bool { return len(e.rec.Publications(ch)) == 1 })
+	if got := e.rec.Publications(ch)[0]; got.Pos.Offset != 0 || string(got.Pub.Data) != `"x"` {
+		t.Fatalf("delivered %+v %q", got.Pos, got.Pub.Data)
 	}
 	res := e.history(t, ch, hub.HistoryOptions{Limit: -1})
 	if len(res.Publications) != 0 || res.Position.Offset != 0 {
@@ -546,7 +425,7 @@ func testUnsubscribe(t *testing.T, e *env) {
 	ch := e.ch("unsub")
 	e.subscribe(t, ch)
 	e.publish(t, ch, `"before"`, hist(10))
-	e.rec.waitFor(t, "first publication", func() bool { return len(e.rec.pubs[ch]) == 1 })
+	e.rec.WaitFor(t, "first publication", func() bool { return len(e.rec.Publications(ch)) == 1 })
 	if err := e.b.Unsubscribe(e.ctx, ch); err != nil {
 		t.Fatalf("Unsubscribe: %v", err)
 	}
@@ -558,18 +437,16 @@ func testUnsubscribe(t *testing.T, e *env) {
 	// anything delivered for the unsubscribed period would arrive first.
 	e.subscribe(t, ch)
 	e.publish(t, ch, `"after"`, hist(10))
-	e.rec.waitFor(t, "marker", func() bool { return len(e.rec.pubs[ch]) >= 2 })
-	got := e.rec.publications(ch)
-	if len(got) != 2 || string(got[1].pub.Data) != `"after"` || got[1].pos.Offset != 3 {
+	e.rec.WaitFor(t, "marker", func() bool { return len(e.rec.Publications(ch)) >= 2 })
+	got := e.rec.Publications(ch)
+	if len(got) != 2 || string(got[1].Pub.Data) != `"after"` || got[1].Pos.Offset != 3 {
 		var datas []string
 		for _, g := range got {
-			datas = append(datas, string(g.pub.Data))
+			datas = append(datas, string(g.Pub.Data))
 		}
 		t.Fatalf("deliveries %v, want before and after only", datas)
 	}
-	e.rec.mu.Lock()
-	joins := len(e.rec.joins[ch])
-	e.rec.mu.Unlock()
+	joins := len(e.rec.Joins(ch))
 	if joins != 0 {
 		t.Fatalf("join delivered while unsubscribed")
 	}
@@ -580,13 +457,13 @@ func testOnlySubscribed(t *testing.T, e *env) {
 	e.subscribe(t, b)
 	e.publish(t, a, `"a"`, hist(10))
 	e.publish(t, b, `"b"`, hist(10))
-	e.rec.waitFor(t, "publication on b", func() bool { return len(e.rec.pubs[b]) == 1 })
+	e.rec.WaitFor(t, "publication on b", func() bool { return len(e.rec.Publications(b)) == 1 })
 	// a was published first; b's delivery does not prove a's absence for
 	// brokers without cross-channel order, so subscribe a and use a marker.
 	e.subscribe(t, a)
 	e.publish(t, a, `"marker"`, hist(10))
-	e.rec.waitFor(t, "marker on a", func() bool { return len(e.rec.pubs[a]) >= 1 })
-	if got := e.rec.publications(a); len(got) != 1 || string(got[0].pub.Data) != `"marker"` {
+	e.rec.WaitFor(t, "marker on a", func() bool { return len(e.rec.Publications(a)) >= 1 })
+	if got := e.rec.Publications(a); len(got) != 1 || string(got[0].Pub.Data) != `"marker"` {
 		t.Fatalf("unsubscribed channel's publication was delivered")
 	}
 }
@@ -601,10 +478,8 @@ func testJoinLeave(t *testing.T, e *env) {
 	if err := e.b.PublishLeave(e.ctx, ch, info); err != nil {
 		t.Fatalf("PublishLeave: %v", err)
 	}
-	e.rec.waitFor(t, "join and leave", func() bool { return len(e.rec.joins[ch]) == 1 && len(e.rec.leaves[ch]) == 1 })
-	e.rec.mu.Lock()
-	j, l := e.rec.joins[ch][0], e.rec.leaves[ch][0]
-	e.rec.mu.Unlock()
+	e.rec.WaitFor(t, "join and leave", func() bool { return len(e.rec.Joins(ch)) == 1 && len(e.rec.Leaves(ch)) == 1 })
+	j, l := e.rec.Joins(ch)[0], e.rec.Leaves(ch)[0]
 	for _, got := range []*hub.ClientInfo{j, l} {
 		if got.Client != "c1" || got.User != "u1" || string(got.ConnInfo) != `{"a":1}` || string(got.ChanInfo) != `{"b":2}` {
 			t.Fatalf("event info %+v", got)
@@ -623,10 +498,8 @@ func testControl(t *testing.T, e *env) {
 			t.Fatalf("PublishControl: %v", err)
 		}
 	}
-	e.rec.waitFor(t, "control messages", func() bool { return len(e.rec.controls) >= len(payloads) })
-	e.rec.mu.Lock()
-	got := slices.Clone(e.rec.controls)
-	e.rec.mu.Unlock()
+	e.rec.WaitFor(t, "control messages", func() bool { return len(e.rec.Controls()) >= len(payloads) })
+	got := e.rec.Controls()
 	// Control messages from one publisher arrive in order.
 	for i, p := range payloads {
 		if string(got[i]) != string(p) {
@@ -749,18 +622,18 @@ func testConcurrent(t *testing.T, e *env) {
 	if total != workers*rounds {
 		t.Fatalf("offsets add up to %d, want %d", total, workers*rounds)
 	}
-	e.rec.waitFor(t, "deliveries", func() bool {
+	e.rec.WaitFor(t, "deliveries", func() bool {
 		n := 0
 		for _, c := range channels {
-			n += len(e.rec.pubs[c])
+			n += len(e.rec.Publications(c))
 		}
 		return n == workers*rounds
 	})
 	for _, c := range channels {
-		got := e.rec.publications(c)
+		got := e.rec.Publications(c)
 		for i, rp := range got {
-			if rp.pos.Offset != uint64(i+1) {
-				t.Fatalf("channel %s delivery %d has offset %d", c, i, rp.pos.Offset)
+			if rp.Pos.Offset != uint64(i+1) {
+				t.Fatalf("channel %s delivery %d has offset %d", c, i, rp.Pos.Offset)
 			}
 		}
 	}

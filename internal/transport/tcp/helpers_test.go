@@ -172,11 +172,9 @@ func (s *testServer) dialRaw() net.Conn {
 }
 
 func newClient(t testing.TB, nc net.Conn, enc wire.Encoding) *client {
-	codec, _ := wire.CodecFor(enc)
+	var codec wire.Codec = wire.BinaryCodec{MaxMessageSize: 8 << 20}
 	if enc == wire.EncodingJSON {
 		codec = wire.JSONCodec{MaxMessageSize: 8 << 20}
-	} else {
-		codec = wire.BinaryCodec{MaxMessageSize: 8 << 20}
 	}
 	return &client{t: t, nc: nc, codec: codec, fr: wire.NewFrameReader(nc, 8<<20), methods: map[uint32]wire.Method{}}
 }

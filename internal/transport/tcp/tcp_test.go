@@ -427,8 +427,8 @@ func TestSlowConsumer(t *testing.T) {
 // while a client that answers pings stays.
 func TestHalfOpen(t *testing.T) {
 	s := newServer(t, func(c *session.Config, _ *Options) {
-		c.PingInterval = 40 * time.Millisecond
-		c.PongTimeout = 80 * time.Millisecond
+		c.PingInterval = 50 * time.Millisecond
+		c.PongTimeout = 250 * time.Millisecond
 	}, nil)
 	silent := s.connect(wire.EncodingBinary)
 	silent.subscribe("chat:presence")

@@ -288,7 +288,7 @@ type relay struct {
 	dup    float64
 	hold   float64
 
-	mu                          sync.Mutex
+	mu                            sync.Mutex
 	dropped, duplicated, reorderd int
 
 	done chan struct{}

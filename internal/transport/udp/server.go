@@ -90,6 +90,9 @@ const (
 	ReplyCacheSize = 16
 )
 
+// maxReadFailures is how many consecutive read errors Serve tolerates.
+const maxReadFailures = 100
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("udptransport: server closed")
 
@@ -140,8 +143,8 @@ type Stats struct {
 }
 
 type counters struct {
-	accepted, malformed, badSecret, replayed, resets, tooLarge   atomic.Uint64
-	writeDrops, inboxDrops, sessionLimit, replyResends, sessions atomic.Uint64
+	accepted, malformed, badSecret, replayed, resets, tooLarge atomic.Uint64
+	writeDrops, inboxDrops, sessionLimit, replyResends         atomic.Uint64
 }
 
 // Server runs UDP sessions. All methods are safe for concurrent use.
@@ -246,19 +249,23 @@ func (s *Server) Serve(pc *net.UDPConn) error {
 	sock := newSocket(pc)
 	buf := make([]byte, wire.MaxDatagramSize+1)
 	var d wire.Datagram
+	failures := 0
 	for {
 		n, addr, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if s.isShutdown() {
 				return ErrServerClosed
 			}
-			if errors.Is(err, net.ErrClosed) {
+			// ICMP errors surface as read errors on some systems: skip a
+			// few, but do not spin on a broken socket.
+			failures++
+			if errors.Is(err, net.ErrClosed) || failures > maxReadFailures {
 				return fmt.Errorf("udptransport: read: %w", err)
 			}
-			// ICMP errors surface as read errors on some systems: skip.
 			s.opts.Logger.Debug("udp read failed", "err", err)
 			continue
 		}
+		failures = 0
 		if err := wire.ParseDatagram(buf[:n], &d); err != nil {
 			s.c.malformed.Add(1)
 			continue

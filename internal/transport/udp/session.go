@@ -132,7 +132,8 @@ func (us *udpSession) receive(sock *socket, addr netip.AddrPort, d *wire.Datagra
 		return // keepalive
 	}
 	var resend []byte
-	if id := commandID(d.Message); id != 0 {
+	id := commandID(d.Message)
+	if id != 0 {
 		if c := us.cachedLocked(id); c != nil {
 			if c.reply == nil {
 				us.mu.Unlock()
@@ -150,7 +151,14 @@ func (us *udpSession) receive(sock *socket, addr netip.AddrPort, d *wire.Datagra
 		_ = us.send(resend)
 		return
 	}
-	us.enqueue(append([]byte(nil), d.Message...))
+	if !us.enqueue(append([]byte(nil), d.Message...)) && id != 0 {
+		// Dropped: let the client's retry run the command.
+		us.mu.Lock()
+		if c := us.cachedLocked(id); c != nil && c.reply == nil {
+			*c = cachedReply{}
+		}
+		us.mu.Unlock()
+	}
 }
 
 func (us *udpSession) cachedLocked(id uint32) *cachedReply {
@@ -162,17 +170,17 @@ func (us *udpSession) cachedLocked(id uint32) *cachedReply {
 	return nil
 }
 
-// enqueue hands msg to the session's worker.
-func (us *udpSession) enqueue(msg []byte) {
+// enqueue hands msg to the session's worker; false when it was dropped.
+func (us *udpSession) enqueue(msg []byte) bool {
 	us.mu.Lock()
 	if us.closing {
 		us.mu.Unlock()
-		return
+		return false
 	}
 	if len(us.inbox) >= us.srv.opts.InboxSize {
 		us.mu.Unlock()
 		us.srv.c.inboxDrops.Add(1)
-		return
+		return false
 	}
 	if us.connectID == 0 && !us.accepted {
 		us.connectID = commandID(msg)
@@ -184,6 +192,7 @@ func (us *udpSession) enqueue(msg []byte) {
 	if schedule && !us.srv.work.push(us) {
 		us.run()
 	}
+	return true
 }
 
 // run handles the inbox on a worker, then the end of the session once it
@@ -247,6 +256,10 @@ func (us *udpSession) resendAccept(sock *socket, addr netip.AddrPort, size int) 
 	}
 }
 
+// headerPool recycles data datagram headers: a header is needed only
+// during the write.
+var headerPool = sync.Pool{New: func() any { return new([wire.DataHeaderSize]byte) }}
+
 // errorReply encodes an error reply for id.
 func errorReply(id uint32, code uint32, msg string) []byte {
 	return wire.Binary.AppendReply(nil, &wire.Reply{ID: id, Error: &wire.Error{Code: code, Message: msg}})
@@ -292,10 +305,13 @@ func (us *udpSession) send(msg []byte) error {
 		kind = wire.DatagramClose
 	}
 	us.seq++
-	hdr := wire.AppendDataHeader(make([]byte, 0, wire.DataHeaderSize), kind, us.id, us.secret, us.seq)
+	hp := headerPool.Get().(*[wire.DataHeaderSize]byte)
+	hdr := wire.AppendDataHeader(hp[:0], kind, us.id, us.secret, us.seq)
 	sock, addr := us.sock, us.addr
 	us.mu.Unlock()
-	if sock.write(addr, hdr, msg) != nil {
+	err := sock.write(addr, hdr, msg)
+	headerPool.Put(hp) // the datagram has been handed to the kernel
+	if err != nil {
 		srv.c.writeDrops.Add(1)
 	}
 	return nil
@@ -326,9 +342,6 @@ func (us *udpSession) sendAcceptLocked(msg []byte) error {
 	}
 	us.accept = accept
 	us.accepted = ok
-	if c := us.cachedLocked(us.connectID); c != nil {
-		c.reply = msg
-	}
 	sock, addr := us.sock, us.addr
 	us.mu.Unlock()
 	if sock.write(addr, accept, nil) != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,30 @@ func newSocket(pc *net.UDPConn) *socket {
 
 var errWouldBlock = errors.New("udptransport: socket send buffer full")
 
+// sendScratch holds what one sendmsg needs, so that a datagram costs no
+// allocation: sendmsg copies everything into the kernel before it
+// returns, after which the scratch is reused.
+type sendScratch struct {
+	bufs [2][]byte
+	sa4  unix.SockaddrInet4
+	sa6  unix.SockaddrInet6
+	sa   unix.Sockaddr
+	n    int // buffers in use
+	err  error
+	fn   func(fd uintptr) bool // sendmsg bound to this scratch
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	sc := &sendScratch{}
+	sc.fn = sc.sendmsg
+	return sc
+}}
+
+func (sc *sendScratch) sendmsg(fd uintptr) bool {
+	_, sc.err = unix.SendmsgBuffers(int(fd), sc.bufs[:sc.n], nil, sc.sa, unix.MSG_DONTWAIT)
+	return true // never wait for room: UDP may drop
+}
+
 // write sends hdr followed by payload (may be nil) as one datagram to
 // addr. A full send buffer drops the datagram (errWouldBlock).
 func (s *socket) write(addr netip.AddrPort, hdr, payload []byte) error {
@@ -35,21 +60,22 @@ func (s *socket) write(addr netip.AddrPort, hdr, payload []byte) error {
 		_, err := s.pc.WriteToUDPAddrPort(append(append([]byte(nil), hdr...), payload...), addr)
 		return err
 	}
-	var sa unix.Sockaddr
+	sc := scratchPool.Get().(*sendScratch)
 	if a := addr.Addr(); a.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.As4()}
+		sc.sa4 = unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.As4()}
+		sc.sa = &sc.sa4
 	} else {
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+		sc.sa6 = unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+		sc.sa = &sc.sa6
 	}
-	bufs := [][]byte{hdr, payload}
+	sc.bufs[0], sc.bufs[1], sc.n = hdr, payload, 2
 	if len(payload) == 0 {
-		bufs = bufs[:1]
+		sc.n = 1
 	}
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		_, werr = unix.SendmsgBuffers(int(fd), bufs, nil, sa, unix.MSG_DONTWAIT)
-		return true // never wait for room: UDP may drop
-	})
+	err := s.raw.Write(sc.fn)
+	werr := sc.err
+	sc.bufs[0], sc.bufs[1], sc.err = nil, nil, nil
+	scratchPool.Put(sc)
 	if err != nil {
 		return fmt.Errorf("udptransport: write: %w", err)
 	}

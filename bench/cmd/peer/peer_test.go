@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/loadgen"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// A peer's hub lives as long as its process.
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/bench/cmd/peer.(*gorillaHub).run"),
+	)
+}
+
+// TestPeersSpeakRawProtocol drives each peer with the load generator the
+// comparison uses: every publication reaches every subscriber once, and
+// echo round trips work.
+func TestPeersSpeakRawProtocol(t *testing.T) {
+	for _, impl := range []string{"gorilla", "gws"} {
+		t.Run(impl, func(t *testing.T) {
+			var b broker
+			if impl == "gorilla" {
+				b = newGorillaHub(1024)
+			} else {
+				b = newGWSHub()
+			}
+			srv := httptest.NewServer(newMux(b))
+			defer func() {
+				srv.CloseClientConnections()
+				srv.Close()
+				http.DefaultClient.CloseIdleConnections()
+			}()
+			url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+			res, err := loadgen.Run(context.Background(), loadgen.Config{
+				URL: url, Protocol: loadgen.ProtocolRaw, Conns: 6, Channels: 3, Shared: true,
+				Rates: []int{100}, Step: 500 * time.Millisecond, MaxP99: time.Minute,
+				MetricsURL: srv.URL + "/metrics",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := res.Steps[0]
+			if st.Published == 0 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 || st.PublishErrors != 0 {
+				t.Fatalf("fanout step %+v", st)
+			}
+			res, err = loadgen.Run(context.Background(), loadgen.Config{
+				URL: url, Protocol: loadgen.ProtocolRaw, Mode: loadgen.ModeEcho, Conns: 3, Duration: 300 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Echo.RoundTrips == 0 || res.Echo.Errors != 0 {
+				t.Fatalf("echo %+v", res.Echo)
+			}
+		})
+	}
+}
+
+func TestPublishRejectsBadRequests(t *testing.T) {
+	srv := httptest.NewServer(newMux(newGWSHub()))
+	defer srv.Close()
+	for _, body := range []string{`{}`, `nope`, `{"channel":"a"}`} {
+		resp, err := http.Post(srv.URL+"/publish", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d", body, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/publish")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: status %d", resp.StatusCode)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}

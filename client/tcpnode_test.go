@@ -1,0 +1,128 @@
+package client
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/membroker"
+	"github.com/heraldhq/herald/internal/netpoll"
+	"github.com/heraldhq/herald/internal/session"
+	tcptransport "github.com/heraldhq/herald/internal/transport/tcp"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// node is what the transport-independent tests need from a server.
+type node struct {
+	name       string // transport: ws, tcp-binary, tcp-json
+	url        func(addr string) string
+	addr       string // address to dial (or to proxy to)
+	enc        Encoding
+	publish    func(channel string, data []byte)
+	disconnect func(user string)
+}
+
+// nodes returns a node per transport: the in-process server for
+// WebSocket, and a node serving the TCP transport.
+func nodes(t *testing.T, s *testServer) []node {
+	ws := node{name: "ws", url: func(a string) string { return "ws://" + a + "/ws" }, addr: s.srv.Addr(),
+		publish: func(ch string, data []byte) {
+			s.api("publish", map[string]any{"channel": ch, "data": rawJSON(data)})
+		},
+		disconnect: func(user string) { s.api("disconnect", map[string]any{"user": user}) },
+	}
+	tn := startTCPNode(t)
+	tcp := node{name: "tcp-binary", url: func(a string) string { return "tcp://" + a }, addr: tn.addr,
+		publish:    tn.publish,
+		disconnect: tn.disconnect,
+	}
+	tcpJSON := tcp
+	tcpJSON.name, tcpJSON.enc = "tcp-json", EncodingJSON
+	return []node{ws, tcp, tcpJSON}
+}
+
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+// tcpNode is a hub, session manager and TCP transport on 127.0.0.1,
+// configured like the test server's namespaces.
+type tcpNode struct {
+	t    testing.TB
+	addr string
+	hub  *hub.Hub
+}
+
+func startTCPNode(t testing.TB) *tcpNode {
+	t.Helper()
+	b := membroker.New(membroker.Options{})
+	h, err := hub.New(hub.Config{Broker: b, Presence: b, Namespaces: hub.NamespaceMap{
+		"chat": {HistorySize: 100, HistoryTTL: time.Minute, AllowHistory: true, Presence: true, AllowPresence: true,
+			AllowPublish: true, AllowAnonymous: true},
+		"stream": {HistorySize: 2000, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
+		"tiny":   {HistorySize: 3, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := session.NewManager(session.Config{Hub: h, Verifier: v, AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller, err := netpoll.New(netpoll.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tcptransport.New(tcptransport.Options{Sessions: m, Poller: poller, CloseTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "test over", Reconnect: true}, 0); err != nil {
+			t.Errorf("drain: %v", err)
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("tcp shutdown: %v", err)
+		}
+		<-served
+		m.Close()
+		poller.Close()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("hub shutdown: %v", err)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("broker close: %v", err)
+		}
+	})
+	return &tcpNode{t: t, addr: ln.Addr().String(), hub: h}
+}
+
+func (n *tcpNode) publish(channel string, data []byte) {
+	if _, err := n.hub.Publish(context.Background(), channel, data, nil); err != nil {
+		n.t.Errorf("publish: %v", err)
+	}
+}
+
+func (n *tcpNode) disconnect(user string) {
+	if err := n.hub.Disconnect(context.Background(), user, "", wire.DisconnectForceReconnect, "test"); err != nil {
+		n.t.Errorf("disconnect: %v", err)
+	}
+}

@@ -1,0 +1,341 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/ws"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The ws engine's process-wide poller lives as long as the process.
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).loop"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).worker"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*worker).run"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*loop).run"),
+	)
+}
+
+func TestSeqWindowInOrderReorderAndDuplicates(t *testing.T) {
+	w := newSeqWindow()
+	for _, s := range []uint64{1, 2, 4, 3, 5} {
+		if !w.add(s) {
+			t.Fatalf("add(%d) reported a duplicate", s)
+		}
+	}
+	if w.add(3) {
+		t.Fatal("second add(3) reported new")
+	}
+	if w.distinct != 5 || w.dups != 1 {
+		t.Fatalf("distinct=%d dups=%d, want 5 and 1", w.distinct, w.dups)
+	}
+	// A gap is not counted by the window: loss is published minus distinct.
+	w.add(10)
+	if w.distinct != 6 {
+		t.Fatalf("distinct=%d after a gap, want 6", w.distinct)
+	}
+}
+
+func TestSeqWindowSlides(t *testing.T) {
+	w := newSeqWindow()
+	w.add(1)
+	w.add(2)
+	// Jumping far ahead settles 1 and 2; they leave the bitmap.
+	far := uint64(10 * seqWindowBits)
+	if !w.add(far) {
+		t.Fatal("add(far) reported a duplicate")
+	}
+	if got := w.pending(); got != 1 {
+		t.Fatalf("pending=%d after a far jump, want 1", got)
+	}
+	// A number that fell below the window is counted as a duplicate.
+	if w.add(3) {
+		t.Fatal("add(3) below the window reported new")
+	}
+	// Sliding by less than the window keeps the numbers still inside.
+	w2 := newSeqWindow()
+	for s := uint64(1); s <= seqWindowBits; s++ {
+		w2.add(s)
+	}
+	w2.add(seqWindowBits + 10) // slides base to 11
+	if got := w2.pending(); got != seqWindowBits-10+1 {
+		t.Fatalf("pending=%d, want %d", got, seqWindowBits-10+1)
+	}
+	if w2.add(seqWindowBits) {
+		t.Fatal("re-adding a number inside the window reported new")
+	}
+	if w2.distinct != seqWindowBits+1 || w2.dups != 1 {
+		t.Fatalf("distinct=%d dups=%d", w2.distinct, w2.dups)
+	}
+}
+
+func TestLatencyRecorderPercentiles(t *testing.T) {
+	r := newLatencyRecorder(4)
+	for i := 1; i <= 1000; i++ {
+		r.record(i, time.Duration(i)*time.Millisecond)
+	}
+	sec := r.takeSecond()
+	if sec.TotalCount() != 1000 {
+		t.Fatalf("second count %d", sec.TotalCount())
+	}
+	if r.takeSecond().TotalCount() != 0 {
+		t.Fatal("takeSecond did not reset")
+	}
+	l := summarize(r.takeStep())
+	near := func(got, want float64) bool { return got >= want*0.99 && got <= want*1.01 }
+	if l.Count != 1000 || !near(l.P50, 500) || !near(l.P90, 900) || !near(l.P99, 990) || !near(l.Max, 1000) {
+		t.Fatalf("summary %+v", l)
+	}
+	// Out-of-range values are clamped, not dropped.
+	r.record(0, -time.Second)
+	r.record(0, time.Hour)
+	if n := r.takeStep().TotalCount(); n != 2 {
+		t.Fatalf("clamped count %d, want 2", n)
+	}
+}
+
+func TestPayloadRoundTrip(t *testing.T) {
+	sent := time.Unix(1763750000, 123456789)
+	b := payload(nil, 42, 7, sent, 100)
+	if len(b) != 100 {
+		t.Fatalf("payload is %d bytes, want 100: %s", len(b), b)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("payload is not JSON: %s", b)
+	}
+	// Inside a herald push, too.
+	push := append(append([]byte(`{"type":"publication","channel":"bench:x","data":`), b...), `,"time":1}`...)
+	p, ok := parseFrame(push)
+	if !ok || p.ch != 42 || p.seq != 7 || p.sent != sent.UnixNano() {
+		t.Fatalf("parseFrame = %+v, %v", p, ok)
+	}
+	for _, bad := range []string{`{"id":1,"result":{}}`, `{"type":"ping"}`, `{"bch":1,"bseq":0,"bts":5}`, `{"bch":1,"bseq":}`} {
+		if _, ok := parseFrame([]byte(bad)); ok {
+			t.Errorf("parseFrame(%s) accepted", bad)
+		}
+	}
+	small := payload(nil, 1, 1, sent, 10)
+	if !json.Valid(small) {
+		t.Fatalf("small payload not JSON: %s", small)
+	}
+}
+
+func FuzzParseFrame(f *testing.F) {
+	f.Add([]byte(`{"bch":1,"bseq":2,"bts":3,"pad":""}`))
+	f.Add([]byte(`{"type":"publication","data":{"bch":0,"bseq":99999999999999999999,"bts":1}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, ok := parseFrame(b)
+		if ok && (p.ch < 0 || p.seq == 0) {
+			t.Fatalf("accepted %+v", p)
+		}
+	})
+}
+
+func TestSourceAddrs(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "localhost", "127.0.0.9"} {
+		a := sourceAddrs(host)
+		if len(a) != 253 || !a[0].Equal(net.IPv4(127, 0, 0, 2)) || !a[252].Equal(net.IPv4(127, 0, 0, 254)) {
+			t.Fatalf("sourceAddrs(%q) = %d addresses from %v", host, len(a), a[0])
+		}
+	}
+	for _, host := range []string{"10.1.2.3", "::1", "example.com"} {
+		if a := sourceAddrs(host); a != nil {
+			t.Fatalf("sourceAddrs(%q) = %v, want none", host, a)
+		}
+	}
+}
+
+func TestCheckFDs(t *testing.T) {
+	if err := checkFDs(1000, 20000); err != nil {
+		t.Fatal(err)
+	}
+	err := checkFDs(50000, 20000)
+	if err == nil {
+		t.Fatal("50000 connections fit in 20000 descriptors")
+	}
+	for _, want := range []string{"50000 connections", "at most 20000", "run 3 bench processes of --conns 19936"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+	lim, err := raiseFDLimit()
+	if err != nil || lim == 0 {
+		t.Fatalf("raiseFDLimit = %d, %v", lim, err)
+	}
+}
+
+func TestReadProcSelf(t *testing.T) {
+	ps, err := readProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.RSS <= 0 {
+		t.Fatalf("RSS %d", ps.RSS)
+	}
+	if _, err := readProc(-1); err == nil {
+		t.Fatal("readProc(-1) succeeded")
+	}
+}
+
+func TestWriteSVG(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteSVG(&b, "t<1>", []Point{{T: 1, Deliveries: 10, P50: 1, P99: 2}, {T: 2, Deliveries: 20, P50: 1, P99: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	if !strings.HasPrefix(s, "<svg") || strings.Count(s, "<polyline") != 3 || !strings.Contains(s, "t&lt;1&gt;") {
+		t.Fatalf("unexpected SVG:\n%s", s)
+	}
+}
+
+// fakeServer speaks the raw protocol and misbehaves on purpose: the first
+// subscriber misses every publication whose sequence number is a multiple
+// of 7, the second receives those that are multiples of 5 twice. It also
+// records the source addresses of its connections.
+type fakeServer struct {
+	mu      sync.Mutex
+	subs    []*ws.Conn
+	sources map[string]bool
+	wg      sync.WaitGroup
+}
+
+func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/ws":
+		c, err := ws.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		s.mu.Lock()
+		s.sources[host] = true
+		s.mu.Unlock()
+		s.wg.Add(1)
+		defer s.wg.Done()
+		for {
+			_, msg, err := c.Read(context.Background())
+			if err != nil {
+				c.CloseNow()
+				return
+			}
+			var cmd struct{ Sub string }
+			if json.Unmarshal(msg, &cmd) == nil && cmd.Sub != "" {
+				s.mu.Lock()
+				s.subs = append(s.subs, c)
+				s.mu.Unlock()
+				ok, _ := json.Marshal(map[string]string{"ok": cmd.Sub})
+				_ = c.Write(context.Background(), ws.MessageText, ok)
+			}
+		}
+	case "/publish":
+		var req struct {
+			Data json.RawMessage
+		}
+		body, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(body, &req) != nil {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		p, ok := parseFrame(req.Data)
+		if !ok {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		subs := append([]*ws.Conn(nil), s.subs...)
+		s.mu.Unlock()
+		for i, c := range subs {
+			n := 1
+			if i == 0 && p.seq%7 == 0 {
+				n = 0
+			}
+			if i == 1 && p.seq%5 == 0 {
+				n = 2
+			}
+			for range n {
+				_ = c.Write(r.Context(), ws.MessageText, req.Data)
+			}
+		}
+		_, _ = io.WriteString(w, "{}")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
+	fs := &fakeServer{sources: map[string]bool{}}
+	srv := httptest.NewServer(fs)
+	defer func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		fs.wg.Wait()
+	}()
+	res, err := Run(context.Background(), Config{
+		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		Protocol:   ProtocolRaw,
+		Conns:      4,
+		Rates:      []int{200},
+		Step:       500 * time.Millisecond,
+		Publishers: 1, // one publisher keeps the server's order; the fake drops by position
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 4 || len(res.Steps) != 1 {
+		t.Fatalf("connected %d, steps %d", res.Connected, len(res.Steps))
+	}
+	st := res.Steps[0]
+	n := st.Published
+	if n < 14 {
+		t.Fatalf("only %d published", n)
+	}
+	wantLost, wantDups := n/7, n/5
+	if st.Expected != 4*n || st.Lost != wantLost || st.Duplicates != wantDups || st.Delivered != 4*n-wantLost {
+		t.Fatalf("published %d: expected %d delivered %d lost %d dups %d; want lost %d dups %d",
+			n, st.Expected, st.Delivered, st.Lost, st.Duplicates, wantLost, wantDups)
+	}
+	if st.OK || !st.Saturated() {
+		t.Fatal("a step with loss passed")
+	}
+	if st.Latency.Count != st.Delivered {
+		t.Fatalf("latency count %d, delivered %d", st.Latency.Count, st.Delivered)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.sources) != 4 || fs.sources["127.0.0.1"] {
+		t.Fatalf("connections came from %v, want 4 spread addresses", fs.sources)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{URL: "tcp://127.0.0.1:1"},
+		{URL: "http://127.0.0.1:1"},
+		{URL: "ws://127.0.0.1:1", Mode: "nope"},
+		{URL: "ws://127.0.0.1:1", Protocol: "nope"},
+		{URL: "ws://127.0.0.1:1", Rates: []int{-1}},
+		{URL: "ws://127.0.0.1:1", PublishVia: "pigeon"},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("Run(%+v) succeeded", c)
+		}
+	}
+	_, err := Run(context.Background(), Config{URL: "tcp://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "TCP transport") {
+		t.Fatalf("tcp:// error %v", err)
+	}
+}
