@@ -40,7 +40,7 @@ type Client struct {
 	mu        sync.Mutex
 	state     State
 	started   bool
-	conn      *connection // established connection, or nil
+	conn      *connection   // established connection, or nil
 	changed   chan struct{} // closed and replaced at every state change or attempt
 	lastErr   error         // outcome of the latest connection attempt
 	attempts  uint64        // connection attempts finished
@@ -230,7 +230,7 @@ func (c *Client) Close() error {
 func (c *Client) emit(fn func()) { c.events.push(fn, false) }
 
 func (c *Client) reportError(err error) {
-	c.opts.Logger.Debug("herald client", "error", err)
+	c.opts.Logger.Warn("herald client", "error", err)
 	if h := c.opts.OnError; h != nil {
 		c.emit(func() { h(err) })
 	}
@@ -285,7 +285,7 @@ func (c *Client) run() {
 			c.mu.Lock()
 			c.lastErr = ae.err
 			c.attempts++
-			if !ae.reconnect {
+			if !ae.reconnect && c.state != StateClosed {
 				c.state = StateDisconnected
 			}
 			c.notifyLocked()
@@ -293,6 +293,10 @@ func (c *Client) run() {
 			c.reportError(ae.err)
 			if !ae.reconnect {
 				c.stopped(ae.code, ae.reason)
+				if h := c.opts.OnDisconnected; h != nil {
+					ev := DisconnectedEvent{Code: ae.code, Reason: ae.reason}
+					c.emit(func() { h(ev) })
+				}
 				return
 			}
 			if !c.sleep(c.backoff(failures)) {
@@ -316,7 +320,9 @@ func (c *Client) run() {
 	}
 }
 
-// stopped moves to StateDisconnected for good and ends the subscriptions.
+// stopped moves to StateDisconnected: the client no longer reconnects.
+// Subscriptions stay registered and resubscribe if Connect is called
+// again.
 func (c *Client) stopped(code uint16, reason string) {
 	c.mu.Lock()
 	if c.state != StateClosed {
@@ -401,7 +407,7 @@ func (c *Client) attempt() (*connection, *attemptError) {
 	for _, send := range sends {
 		send()
 	}
-	c.opts.Logger.Debug("herald client connected", "client", res.Client, "url", c.url.Redacted())
+	c.opts.Logger.Info("herald client connected", "client", res.Client, "url", c.url.Redacted())
 	return cn, nil
 }
 
@@ -539,7 +545,12 @@ func (c *Client) refresh(cn *connection) (time.Duration, error) {
 
 // finish closes cn after Close and reports the end.
 func (c *Client) finish(cn *connection) {
-	cn.end(DisconnectClosed, "client closed", -1)
+	cn.mu.Lock()
+	if !cn.ended {
+		cn.ended, cn.code, cn.reason, cn.advice = true, DisconnectClosed, "client closed", -1
+	}
+	cn.mu.Unlock()
+	cn.t.goodbye()
 	<-cn.done
 	c.lost(cn, DisconnectClosed, "client closed", false)
 }
@@ -547,7 +558,8 @@ func (c *Client) finish(cn *connection) {
 // lost records the end of an established connection.
 func (c *Client) lost(cn *connection, code uint16, reason string, again bool) {
 	c.mu.Lock()
-	if c.conn == cn {
+	established := c.conn == cn
+	if established {
 		c.conn = nil
 	}
 	if code == wire.DisconnectTokenExpired && c.opts.GetToken != nil {
@@ -565,8 +577,8 @@ func (c *Client) lost(cn *connection, code uint16, reason string, again bool) {
 		s.lostLocked(cn)
 	}
 	c.mu.Unlock()
-	c.opts.Logger.Debug("herald client disconnected", "code", code, "reason", reason, "reconnect", again)
-	if h := c.opts.OnDisconnected; h != nil {
+	c.opts.Logger.Info("herald client disconnected", "code", code, "reason", reason, "reconnect", again)
+	if h := c.opts.OnDisconnected; h != nil && established {
 		ev := DisconnectedEvent{Code: code, Reason: reason, Reconnect: again}
 		c.emit(func() { h(ev) })
 	}

@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/config"
 )
 
 func TestPubSubPresenceHistory(t *testing.T) {
@@ -214,14 +218,14 @@ func TestRecoveryUnderDisconnects(t *testing.T) {
 				}
 			}()
 			for cut := 0; cut < 8; cut++ {
-				n := connects.Load()
+				n := recovered.Load() + notRecovered.Load()
 				waitFor(t, "progress", func() bool { return got.len() > cut*total/10 || got.len() == total })
 				if cut%2 == 0 {
 					px.cut()
 				} else {
 					tr.disconnect(user)
 				}
-				waitFor(t, "reconnect", func() bool { return connects.Load() > n })
+				waitFor(t, "resubscription", func() bool { return recovered.Load()+notRecovered.Load() > n })
 			}
 			wg.Wait()
 			waitFor(t, "every publication", func() bool { return got.len() >= total })
@@ -287,7 +291,7 @@ func TestNotRecoveredOutOfWindow(t *testing.T) {
 }
 
 func TestDirectMessage(t *testing.T) {
-	s := startServer(t, nil)
+	s := startServer(t, func(c *config.Config) { c.AllowClientSend = true })
 	ctx := ctxT(t)
 	msgs := make(chan Message, 1)
 	o := fastOptions()
@@ -305,6 +309,27 @@ func TestDirectMessage(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no message")
+	}
+
+	o2 := fastOptions()
+	o2.Token = s.token("alice", 0)
+	a := newClient(t, s.wsURL(), o2)
+	if err := a.Send(ctx, "bob", []byte(`"from alice"`)); err == nil {
+		t.Error("send before Connect succeeded")
+	}
+	if err := a.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(ctx, "bob", []byte(`"from alice"`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if string(m.Data) != `"from alice"` || m.Info == nil || m.Info.User != "alice" {
+			t.Errorf("message %s from %+v", m.Data, m.Info)
+		}
+	case <-ctx.Done():
+		t.Fatal("no message from alice")
 	}
 }
 
@@ -423,5 +448,147 @@ func TestSlowHandlerRecovers(t *testing.T) {
 	}
 	if got.len() != total {
 		t.Errorf("%d publications, want %d", got.len(), total)
+	}
+}
+
+func TestJoinLeave(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	joins := make(chan ClientInfo, 4)
+	leaves := make(chan ClientInfo, 4)
+	o := fastOptions()
+	o.Token = s.token("watcher", 0)
+	c := newClient(t, s.wsURL(), o)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe("chat:room", func(Publication) {},
+		OnJoin(func(ci ClientInfo) { joins <- ci }), OnLeave(func(ci ClientInfo) { leaves <- ci }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o2 := fastOptions()
+	o2.Token = s.token("visitor", 0)
+	v := newClient(t, s.wsURL(), o2)
+	if err := v.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := v.Subscribe("chat:room", func(Publication) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vs.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ci ClientInfo
+	for ci = range joins {
+		if ci.User == "visitor" {
+			break
+		}
+	}
+	if err := vs.Unsubscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-leaves; l.User != "visitor" || l.Client != ci.Client {
+		t.Errorf("leave %+v, join %+v", l, ci)
+	}
+}
+
+// TestCloseLeavesNoGoroutines: Close ends every goroutine the client
+// started, over each transport, also while it is reconnecting.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	s := startServer(t, nil)
+	for _, tr := range nodes(t, s) {
+		t.Run(tr.name, func(t *testing.T) {
+			before := goleak.IgnoreCurrent()
+			ctx := ctxT(t)
+			o := fastOptions()
+			o.TCPEncoding = tr.enc
+			o.OnConnected = func(ConnectedEvent) {}
+			c, err := New(tr.url(tr.addr), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sub, err := c.Subscribe("chat:leak", func(Publication) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sub.Ready(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			c.Close() // idempotent
+
+			// A client that never reaches its server.
+			px := newProxy(t, tr.addr)
+			px.hold(true)
+			r, err := New(tr.url(px.addr()), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = r.Connect(ctx)
+			r.Close()
+			px.close()
+			goleak.VerifyNone(t, append(ignoreServer(), before)...)
+		})
+	}
+}
+
+// TestTokenExpiredDisconnect: after disconnect 3005 the client fetches a
+// fresh token before reconnecting; a static token is reused otherwise.
+func TestTokenExpiredDisconnect(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	var calls atomic.Int32
+	o := fastOptions()
+	o.GetToken = func(context.Context) (string, error) {
+		calls.Add(1)
+		return s.token("dave", time.Hour), nil
+	}
+	lost := make(chan DisconnectedEvent, 1)
+	o.OnDisconnected = func(e DisconnectedEvent) { lost <- e }
+	c := newClient(t, s.wsURL(), o)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.api("disconnect", map[string]any{"user": "dave", "code": 3005})
+	if e := <-lost; e.Code != 3005 || !e.Reconnect {
+		t.Errorf("disconnected %+v", e)
+	}
+	waitFor(t, "the reconnect", func() bool { return c.Stats().Connects == 2 })
+	if n := calls.Load(); n != 2 {
+		t.Errorf("GetToken called %d times, want 2", n)
+	}
+}
+
+// TestNoReconnectDisconnect: a disconnect code of 3500-3999 stops the
+// client.
+func TestNoReconnectDisconnect(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	o := fastOptions()
+	o.Token = s.token("erin", time.Hour)
+	lost := make(chan DisconnectedEvent, 1)
+	o.OnDisconnected = func(e DisconnectedEvent) { lost <- e }
+	c := newClient(t, s.wsURL(), o)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.api("disconnect", map[string]any{"user": "erin", "reconnect": false})
+	if e := <-lost; e.Code != 3503 || e.Reconnect {
+		t.Errorf("disconnected %+v", e)
+	}
+	waitFor(t, "the stop", func() bool { return c.State() == StateDisconnected })
+	if err := c.Ready(ctx); err == nil {
+		t.Error("Ready succeeded on a stopped client")
+	}
+	if st := c.Stats(); st.Connects != 1 {
+		t.Errorf("%d connects, want 1", st.Connects)
 	}
 }

@@ -17,7 +17,7 @@ type connection struct {
 	t     transport
 	codec wire.Codec
 
-	readTimeout atomic.Int64 // nanoseconds; 0: no limit
+	readTimeout atomic.Int64  // nanoseconds; 0: no limit
 	ttl         time.Duration // token lifetime from the connect reply
 	expires     bool          // the token expires after ttl
 

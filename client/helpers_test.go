@@ -57,6 +57,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	t.Helper()
 	c := config.Default()
 	c.Listen = "127.0.0.1:0"
+	c.TCPListen = "127.0.0.1:0"
 	c.Demo.Enabled = false
 	c.DrainTimeout = 50 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second

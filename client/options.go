@@ -87,9 +87,11 @@ type Options struct {
 	// OnConnected is called when a connection is established (after the
 	// connect reply, before the subscriptions are restored).
 	OnConnected func(ConnectedEvent)
-	// OnDisconnected is called when a connection ends or a connection
-	// attempt fails, with the server's disconnect code (or a client code
-	// such as DisconnectNoPing) and whether the client will reconnect.
+	// OnDisconnected is called when an established connection ends, with
+	// the server's disconnect code (or a client code such as
+	// DisconnectNoPing) and whether the client will reconnect, and when a
+	// connection attempt fails in a way that stops the client (Reconnect
+	// false). Attempts that fail and are retried go to OnError.
 	OnDisconnected func(DisconnectedEvent)
 	// OnError reports failures the client handles by itself: a connection
 	// attempt or token fetch that failed, a refresh the server refused, a

@@ -25,23 +25,22 @@ type node struct {
 	disconnect func(user string)
 }
 
-// nodes returns a node per transport: the in-process server for
-// WebSocket, and a node serving the TCP transport.
+// nodes returns a node per transport of the in-process server:
+// WebSocket, and TCP with either encoding.
 func nodes(t *testing.T, s *testServer) []node {
-	ws := node{name: "ws", url: func(a string) string { return "ws://" + a + "/ws" }, addr: s.srv.Addr(),
-		publish: func(ch string, data []byte) {
-			s.api("publish", map[string]any{"channel": ch, "data": rawJSON(data)})
-		},
-		disconnect: func(user string) { s.api("disconnect", map[string]any{"user": user}) },
+	publish := func(ch string, data []byte) {
+		s.api("publish", map[string]any{"channel": ch, "data": rawJSON(data)})
 	}
-	tn := startTCPNode(t)
-	tcp := node{name: "tcp-binary", url: func(a string) string { return "tcp://" + a }, addr: tn.addr,
-		publish:    tn.publish,
-		disconnect: tn.disconnect,
+	disconnect := func(user string) { s.api("disconnect", map[string]any{"user": user}) }
+	tcpURL := func(a string) string { return "tcp://" + a }
+	return []node{
+		{name: "ws", url: func(a string) string { return "ws://" + a + "/ws" }, addr: s.srv.Addr(),
+			publish: publish, disconnect: disconnect},
+		{name: "tcp-binary", url: tcpURL, addr: s.srv.TCPAddr(), enc: EncodingBinary,
+			publish: publish, disconnect: disconnect},
+		{name: "tcp-json", url: tcpURL, addr: s.srv.TCPAddr(), enc: EncodingJSON,
+			publish: publish, disconnect: disconnect},
 	}
-	tcpJSON := tcp
-	tcpJSON.name, tcpJSON.enc = "tcp-json", EncodingJSON
-	return []node{ws, tcp, tcpJSON}
 }
 
 type rawJSON []byte
@@ -49,7 +48,9 @@ type rawJSON []byte
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 
 // tcpNode is a hub, session manager and TCP transport on 127.0.0.1,
-// configured like the test server's namespaces.
+// configured like the test server's namespaces. Benchmarks use it to
+// publish straight into the hub, so that they measure the client rather
+// than the HTTP API.
 type tcpNode struct {
 	t    testing.TB
 	addr string

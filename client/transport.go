@@ -25,6 +25,9 @@ type transport interface {
 	write(ctx context.Context, msg []byte) error
 	// close ends the connection at once and unblocks read and write.
 	close()
+	// goodbye ends the connection politely (a WebSocket close
+	// handshake, bounded by a short timeout) when the client closes.
+	goodbye()
 }
 
 // errReadTimeout is returned by read when nothing arrived in time.
@@ -125,6 +128,11 @@ func (t *wsTransport) write(ctx context.Context, msg []byte) error {
 }
 
 func (t *wsTransport) close() { t.c.CloseNow() }
+
+func (t *wsTransport) goodbye() {
+	_ = t.c.Close(ws.StatusNormalClosure, "client closed")
+	t.c.CloseNow()
+}
 
 // ---------------------------------------------------------------------------
 // TCP
@@ -235,3 +243,6 @@ func (t *tcpTransport) write(ctx context.Context, msg []byte) error {
 }
 
 func (t *tcpTransport) close() { t.nc.Close() }
+
+// goodbye closes the socket: over TCP a client ends its session that way.
+func (t *tcpTransport) goodbye() { t.nc.Close() }

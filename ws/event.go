@@ -30,6 +30,16 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// WriteObserver may be implemented by a Handler given to Serve that wants
+// to know when queued bytes reach the socket, for traffic counters and
+// write latency. OnWritten runs after every write to the socket, on the
+// connection's worker (never concurrently for one connection), with the
+// bytes of that write and the running total written, comparable with the
+// queued total of OutboundTotals. It must be fast and must not block.
+type WriteObserver interface {
+	OnWritten(c *Conn, n int, written uint64)
+}
+
 // eventPoller returns the poller event-mode connections are registered
 // with.
 var eventPoller = netpoll.Default
@@ -334,6 +344,30 @@ func (es *eventState) fail(c *Conn, perr *ProtocolError) {
 		_ = c.writeCloseFrame(perr.Code, "")
 	}
 	es.closeWhenFlushed(c.opts.CloseTimeout)
+}
+
+// OnWritten implements netpoll.WriteObserver. The handler is asserted
+// here rather than stored again in eventState, which would take every idle
+// connection into the next size class.
+func (e *eventConn) OnWritten(_ *netpoll.Conn, n int, written uint64) {
+	if wo, ok := e.ev.h.(WriteObserver); ok {
+		wo.OnWritten((*Conn)(e), n, written)
+	}
+}
+
+// OutboundTotals reports how many bytes the connection has queued for the
+// socket and how many it has written since Serve (0, 0 before Serve). A
+// message Enqueue accepted is on the wire once written reaches the queued
+// total read right after that Enqueue returned.
+func (c *Conn) OutboundTotals() (queued, written uint64) {
+	if c.ev == nil {
+		return 0, 0
+	}
+	pc := c.ev.conn()
+	if pc == nil {
+		return 0, 0
+	}
+	return pc.Totals()
 }
 
 // OnClose implements netpoll.Handler.

@@ -87,6 +87,12 @@ type Server struct {
 	gorilla map[*gorillaConn]struct{}
 	gws     map[*gws.Conn]struct{}
 
+	// Broadcast's reusable snapshots of the sets, under bcastMu.
+	bcastMu      sync.Mutex
+	bcastHerald  []*ws.Conn
+	bcastGorilla []*gorillaConn
+	bcastGWS     []*gws.Conn
+
 	wg        sync.WaitGroup // accept loop, per-connection goroutines, event-mode connections
 	closeOnce sync.Once
 }
@@ -170,7 +176,13 @@ func (s *Server) acceptLoop(serve func(net.Conn)) {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if s.hs != nil {
-			_ = s.hs.Close()
+			// Shutdown returns once no handler is running (upgraded
+			// connections are hijacked, so it does not wait for them).
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if s.hs.Shutdown(ctx) != nil {
+				_ = s.hs.Close()
+			}
+			cancel()
 		} else {
 			_ = s.ln.Close()
 		}
@@ -195,27 +207,41 @@ func (s *Server) Close() error {
 }
 
 func keys[K comparable](m map[K]struct{}) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+	return appendKeys(make([]K, 0, len(m)), m)
 }
 
-// track registers a connection when the server tracks them; it reports
-// false when the server is closing (the caller closes the connection).
-func track[K comparable](s *Server, m map[K]struct{}, c K) bool {
+func appendKeys[K comparable](dst []K, m map[K]struct{}) []K {
+	for k := range m {
+		dst = append(dst, k)
+	}
+	return dst
+}
+
+// clearSlice drops the references s holds and returns it empty.
+func clearSlice[T any](s []T) []T {
+	clear(s)
+	return s[:0]
+}
+
+// track counts a new connection and registers it when the server tracks
+// them; with goroutine set it also counts, in s.wg, a goroutine the caller
+// is about to start for it. It reports false when the server is closing
+// (the caller closes the connection and calls untrack). Doing both under
+// s.mu keeps Close from waiting on s.wg while a connection is being added.
+func track[K comparable](s *Server, m map[K]struct{}, c K, goroutine bool) bool {
 	s.upgraded.Add(1)
 	s.open.Add(1)
-	if !s.cfg.Track {
-		return true
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	m[c] = struct{}{}
+	if s.cfg.Track {
+		m[c] = struct{}{}
+	}
+	if goroutine {
+		s.wg.Add(1)
+	}
 	return true
 }
 
@@ -240,7 +266,7 @@ func (s *Server) serveHerald(nc net.Conn) {
 		s.serveHeraldEvent(c)
 		return
 	}
-	if !track(s, s.herald, c) {
+	if !track(s, s.herald, c, false) { // this goroutine is counted already
 		_ = c.CloseNow()
 		untrack(s, s.herald, c)
 		return
@@ -310,12 +336,13 @@ func (s *Server) serveGorilla(w http.ResponseWriter, r *http.Request) {
 		_ = wc.SetCompressionLevel(1) // gorilla's default, set for clarity
 	}
 	c := &gorillaConn{c: wc}
-	if !track(s, s.gorilla, c) {
+	// net/http's handler goroutines are not in s.wg: track counts the
+	// reading goroutine before Close can wait.
+	if !track(s, s.gorilla, c, true) {
 		_ = wc.Close()
 		untrack(s, s.gorilla, c)
 		return
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer untrack(s, s.gorilla, c)
@@ -365,7 +392,7 @@ type gwsHandler Server
 
 func (h *gwsHandler) OnOpen(c *gws.Conn) {
 	s := (*Server)(h)
-	if !track(s, s.gws, c) {
+	if !track(s, s.gws, c, false) { // ReadLoop runs on a counted goroutine
 		_ = c.NetConn().Close()
 	}
 }
@@ -401,11 +428,18 @@ func (s *Server) Broadcast(ctx context.Context, payload []byte) error {
 	if !s.cfg.Track {
 		return ErrNotTracked
 	}
+	// The snapshot slices are reused, so that the harness adds no
+	// per-connection allocation to the engines'.
+	s.bcastMu.Lock()
+	defer s.bcastMu.Unlock()
 	s.mu.Lock()
-	hc := keys(s.herald)
-	gc := keys(s.gorilla)
-	wc := keys(s.gws)
+	hc := appendKeys(s.bcastHerald[:0], s.herald)
+	gc := appendKeys(s.bcastGorilla[:0], s.gorilla)
+	wc := appendKeys(s.bcastGWS[:0], s.gws)
 	s.mu.Unlock()
+	defer func() {
+		s.bcastHerald, s.bcastGorilla, s.bcastGWS = clearSlice(hc), clearSlice(gc), clearSlice(wc)
+	}()
 	var errs []error
 	switch s.cfg.Engine {
 	case HeraldEvent, HeraldBlocking:

@@ -34,7 +34,7 @@ Modes:
           per connection (--server-pid, --metrics-url)
 
 Examples:
-  herald bench --url ws://127.0.0.1:8080/ws --api-key KEY --conns 5000 --ramp 10000:100000:10000 --step 20s
+  herald bench --url ws://127.0.0.1:8080/ws --api-key KEY --conns 5000 --ramp 20:200:20 --step 20s --plot run.svg
   herald bench --mode echo --conns 1000 --duration 20s
   herald bench --mode idle --conns 15000 --server-pid $(pidof herald) --metrics-url http://127.0.0.1:8080/metrics
 
@@ -50,7 +50,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	var cfg loadgen.Config
 	var proto, mode, rate, ramp, plot string
 	var jsonOut, quiet bool
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket `URL` of the server (ws:// or wss://)")
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "server `URL`: ws:// or wss:// (WebSocket), tcp:// or tcps:// (herald's TCP transport, JSON; give --publish-url)")
 	fs.StringVar(&proto, "protocol", "herald", "`protocol`: herald, or raw for the comparison servers")
 	fs.StringVar(&mode, "mode", "fanout", "`mode`: fanout, echo or idle")
 	fs.IntVar(&cfg.Conns, "conns", 100, "number of client `connections`")
@@ -66,9 +66,9 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.Publishers, "publishers", 8, "concurrent `publishers`")
 	fs.IntVar(&cfg.PayloadSize, "size", 0, "publication data size in `bytes` (default 100; echo 1024)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "`duration` of an echo run, or how long idle connections are held")
-	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 64, "dials in `progress` at once")
+	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 64, "`number` of dials in progress at once")
 	fs.BoolVar(&cfg.NoSpread, "no-spread", false, "do not spread loopback connections over source addresses 127.0.0.2-254")
-	fs.BoolVar(&cfg.InsecureTLS, "insecure-tls", false, "skip certificate verification for wss:// (test servers only)")
+	fs.BoolVar(&cfg.InsecureTLS, "insecure-tls", false, "skip certificate verification for wss:// and tcps:// (test servers only)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`pid` of the server process, sampled for CPU and RSS")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` of the server, for Go heap/stack/goroutines")
 	fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 `latency` above which a fanout step fails")

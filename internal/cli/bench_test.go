@@ -18,11 +18,13 @@ import (
 	"github.com/heraldhq/herald/internal/server"
 )
 
-// startBenchServer runs an in-process herald with the bench namespace.
+// startBenchServer runs an in-process herald with the bench namespace and
+// the TCP transport.
 func startBenchServer(t *testing.T) *server.Server {
 	t.Helper()
 	c := config.Default()
 	c.Listen = "127.0.0.1:0"
+	c.TCPListen = "127.0.0.1:0"
 	c.Demo.Enabled = false
 	c.DrainTimeout = 0
 	c.ShutdownTimeout = 5 * time.Second
@@ -137,8 +139,28 @@ func TestBenchUsageErrors(t *testing.T) {
 		}
 	}
 	code, _, out := runBench(t, "--url", "tcp://127.0.0.1:1")
-	if code != 1 || !strings.Contains(out, "TCP transport") {
-		t.Errorf("tcp://: exit %d: %s", code, out)
+	if code != 1 || !strings.Contains(out, "needs PublishURL") {
+		t.Errorf("tcp:// without --publish-url: exit %d: %s", code, out)
+	}
+}
+
+func TestBenchOverTCPTransport(t *testing.T) {
+	s := startBenchServer(t)
+	if s.TCPAddr() == "" {
+		t.Fatal("no TCP listener")
+	}
+	code, res, out := runBench(t, "--url", "tcp://"+s.TCPAddr(), "--publish-url", "http://"+s.Addr()+"/api/publish",
+		"--api-key", s.APIKey(), "--conns", "10", "--rate", "100", "--step", "1s", "--json", "--max-p99", "1m")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	st := res.Steps[0]
+	if res.Connected != 10 || st.Published == 0 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 {
+		t.Fatalf("connected %d, step %+v", res.Connected, st)
+	}
+	code, res, out = runBench(t, "--url", "tcp://"+s.TCPAddr(), "--mode", "echo", "--conns", "3", "--duration", "300ms", "--json")
+	if code != 0 || res.Echo.RoundTrips == 0 || res.Echo.Errors != 0 {
+		t.Fatalf("echo over TCP: exit %d: %+v %s", code, res.Echo, out)
 	}
 }
 

@@ -12,37 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/server"
 )
 
 const testAPIKey = "cli-test-api-key-0123456789"
-
-// startNode runs an in-process node on 127.0.0.1:0.
-func startNode(t *testing.T) *server.Server {
-	t.Helper()
-	c := config.Default()
-	c.Listen = "127.0.0.1:0"
-	c.Demo.Enabled = false
-	c.DrainTimeout = 10 * time.Millisecond
-	c.APIKey = testAPIKey
-	c.Token.Secret = secret
-	s, err := server.New(server.Options{Config: c, Version: "test", Logger: slog.New(slog.DiscardHandler), Out: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s
-}
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a polling reader.
 type lockedBuffer struct {
@@ -196,4 +171,78 @@ func TestPubFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSubReconnects: sub over TCP, disconnected by the server API, comes
+// back, recovers what was published meanwhile and prints every
+// publication once, in order.
+func TestSubReconnects(t *testing.T) {
+	s := startNode(t)
+	tok, err := auth.Sign(auth.Claims{Subject: "cli-user"}, auth.HS256, []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HERALD_URL=http://" + s.Addr(), "HERALD_API_KEY=" + testAPIKey, "HERALD_CLIENT_TOKEN=" + tok}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, nil, Env{Args: []string{"sub", "--url", "tcp://" + s.TCPAddr(), "chat:again"}, Environ: env,
+			Stdout: &out, Stderr: &errb})
+	}()
+	poll(t, "the subscriber", func() bool { return subscribers(t, s, "chat:again") == 1 })
+	if code, _, stderr := runIn(t, env, "", "pub", "chat:again", "1"); code != 0 {
+		t.Fatalf("pub: %d %s", code, stderr)
+	}
+	poll(t, "the first line", func() bool { return strings.Count(out.String(), "\n") == 1 })
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/api/disconnect", strings.NewReader(`{"user":"cli-user"}`))
+	req.Header.Set("X-API-Key", testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, _, stderr := runIn(t, env, "2\n3\n", "pub", "chat:again", "-"); code != 0 {
+		t.Fatalf("pub: %d %s", code, stderr)
+	}
+	poll(t, "three lines", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	for i, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if want := `"offset":` + string(rune('1'+i)) + `,"data":` + string(rune('1'+i)); !strings.Contains(line, want) {
+			t.Errorf("line %d %s, want %s", i, line, want)
+		}
+	}
+	poll(t, "the reconnect notice", func() bool { return strings.Contains(errb.String(), "connection lost (3003") })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("sub exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// startNode runs an in-process node with HTTP and TCP listeners on free
+// loopback ports.
+func startNode(t *testing.T) *server.Server {
+	t.Helper()
+	c := config.Default()
+	c.Listen = "127.0.0.1:0"
+	c.TCPListen = "127.0.0.1:0"
+	c.Demo.Enabled = false
+	c.DrainTimeout = 10 * time.Millisecond
+	c.APIKey = testAPIKey
+	c.Token.Secret = secret
+	s, err := server.New(server.Options{Config: c, Version: "test", Logger: slog.New(slog.DiscardHandler), Out: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s
 }

@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/server"
@@ -98,6 +101,11 @@ func serve(ctx context.Context, restore func(), env Env, args []string, started 
 	if err != nil {
 		return err
 	}
+	// Listen for SIGHUP before the node serves, so that a reload signal
+	// sent as soon as it is up never takes the default action (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := srv.Start(ctx); err != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
@@ -107,11 +115,31 @@ func serve(ctx context.Context, restore func(), env Env, args []string, started 
 	if started != nil {
 		started(srv)
 	}
-	<-ctx.Done()
+	waitForShutdown(ctx, hup, srv, log)
 	if restore != nil {
 		restore() // a second signal now terminates at once
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// waitForShutdown returns when ctx ends. Meanwhile each signal on hup
+// (SIGHUP) reloads the TLS certificate and key.
+func waitForShutdown(ctx context.Context, hup <-chan os.Signal, srv *server.Server, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			switch err := srv.Reload(); {
+			case !srv.TLSEnabled():
+				log.Info("SIGHUP: nothing to reload (no TLS configured)")
+			case err != nil:
+				log.Error("SIGHUP: TLS certificate reload failed; keeping the previous certificate", "error", err)
+			default:
+				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+		}
+	}
 }

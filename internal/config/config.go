@@ -231,6 +231,10 @@ type RedisBroker struct {
 // NATSBroker configures the NATS broker.
 type NATSBroker struct {
 	URL string `yaml:"url"`
+	// Prefix starts every subject and the stream and bucket names; herald
+	// clusters sharing a NATS deployment need distinct prefixes. Empty
+	// means "herald". Letters, digits, '-' and '_' only.
+	Prefix string `yaml:"prefix"`
 }
 
 // Demo configures the embedded demo app and its ticker.
@@ -425,6 +429,9 @@ func (c *Config) Validate() error {
 	case "nats":
 		if c.Broker.NATS.URL == "" {
 			return fmt.Errorf("broker.nats.url: required with broker.type nats")
+		}
+		if p := c.Broker.NATS.Prefix; strings.TrimLeft(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+			return fmt.Errorf("broker.nats.prefix: %q: only letters, digits, '-' and '_' are allowed", p)
 		}
 	default:
 		return fmt.Errorf("broker.type: %q is not one of memory, redis, nats", c.Broker.Type)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -54,7 +55,8 @@ func (f Format) String() string {
 // concurrent use. Recipients must not modify the push or anything it
 // points to.
 type Delivery struct {
-	push wire.Push
+	push    wire.Push
+	created time.Time // when the push entered this node (monotonic)
 
 	encMu sync.Mutex // serialises the slow path of Encoded
 	enc   [MaxFormats]atomic.Pointer[encoded]
@@ -65,8 +67,13 @@ type encoded struct{ v any }
 // NewDelivery wraps p. p and everything it points to must not be modified
 // afterwards.
 func NewDelivery(p wire.Push) *Delivery {
-	return &Delivery{push: p}
+	return &Delivery{push: p, created: time.Now()}
 }
+
+// Created returns when the Delivery was built, that is when its push
+// entered this node's fan-out; transports measure their publish-to-write
+// latency from it.
+func (d *Delivery) Created() time.Time { return d.created }
 
 // Push returns the push. The caller must treat it as read-only.
 func (d *Delivery) Push() *wire.Push { return &d.push }

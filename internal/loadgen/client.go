@@ -91,6 +91,8 @@ type dialer struct {
 	protocol Protocol
 	srcAddrs []net.IP
 	tls      *tls.Config
+	tcpAddr  string // host:port for tcp:// and tcps:// targets
+	tcpTLS   bool
 }
 
 func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) (*dialer, error) {
@@ -98,19 +100,26 @@ func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) 
 	if err != nil {
 		return nil, fmt.Errorf("url %q: %w", rawURL, err)
 	}
-	switch u.Scheme {
-	case "ws", "wss":
-	case "tcp":
-		return nil, errors.New("tcp:// targets need herald's TCP transport, which this build does not serve (tcp_listen is reserved); use ws:// or wss://")
-	default:
-		return nil, fmt.Errorf("url %q: scheme must be ws or wss", rawURL)
-	}
 	switch protocol {
 	case ProtocolHerald, ProtocolRaw:
 	default:
 		return nil, fmt.Errorf("unknown protocol %q (herald or raw)", protocol)
 	}
 	d := &dialer{url: rawURL, protocol: protocol}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "tcp", "tcps":
+		if protocol != ProtocolHerald {
+			return nil, errors.New("tcp:// targets speak herald's TCP transport: use --protocol herald")
+		}
+		if u.Port() == "" {
+			return nil, fmt.Errorf("url %q: tcp:// needs a port", rawURL)
+		}
+		d.tcpAddr = u.Host
+		d.tcpTLS = u.Scheme == "tcps"
+	default:
+		return nil, fmt.Errorf("url %q: scheme must be ws, wss, tcp or tcps", rawURL)
+	}
 	if spread {
 		d.srcAddrs = sourceAddrs(u.Hostname())
 	}
@@ -125,33 +134,48 @@ func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) 
 // sharing it (publish through a connection), which ws.Conn allows.
 type conn struct {
 	idx   int
-	c     *ws.Conn
+	c     msgConn
 	proto Protocol
 	next  uint32 // herald command ids, used by the goroutine that subscribes
 }
 
 func (d *dialer) dial(ctx context.Context, idx int) (*conn, error) {
-	opts := &ws.DialOptions{TLSConfig: d.tls, ReadLimit: 1 << 20}
+	nd := &net.Dialer{Timeout: 10 * time.Second}
 	if len(d.srcAddrs) > 0 {
-		src := d.srcAddrs[idx%len(d.srcAddrs)]
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}
-		opts.NetDialContext = nd.DialContext
+		nd.LocalAddr = &net.TCPAddr{IP: d.srcAddrs[idx%len(d.srcAddrs)]}
 	}
-	c, _, err := ws.Dial(ctx, d.url, opts)
-	if err != nil {
-		return nil, err
+	var mc msgConn
+	if d.tcpAddr != "" {
+		var tlsConf *tls.Config
+		if d.tcpTLS {
+			tlsConf = d.tls
+			if tlsConf == nil {
+				host, _, _ := net.SplitHostPort(d.tcpAddr)
+				tlsConf = &tls.Config{ServerName: host}
+			}
+		}
+		tc, err := dialTCP(ctx, d.tcpAddr, nd, tlsConf)
+		if err != nil {
+			return nil, err
+		}
+		mc = tc
+	} else {
+		opts := &ws.DialOptions{TLSConfig: d.tls, ReadLimit: maxMessage, NetDialContext: nd.DialContext}
+		c, _, err := ws.Dial(ctx, d.url, opts)
+		if err != nil {
+			return nil, err
+		}
+		mc = wsConn{c}
 	}
-	cn := &conn{idx: idx, c: c, proto: d.proto()}
+	cn := &conn{idx: idx, c: mc, proto: d.protocol}
 	if cn.proto == ProtocolHerald {
 		if _, err := cn.call(ctx, "connect", map[string]any{"name": "herald-bench", "version": "1"}); err != nil {
-			c.CloseNow()
+			mc.close()
 			return nil, err
 		}
 	}
 	return cn, nil
 }
-
-func (d *dialer) proto() Protocol { return d.protocol }
 
 // call sends a herald command and waits for its reply, skipping pushes.
 func (cn *conn) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
@@ -161,11 +185,12 @@ func (cn *conn) call(ctx context.Context, method string, params any) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	if err := cn.c.Write(ctx, ws.MessageText, b); err != nil {
+	if err := cn.c.write(ctx, b); err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
+	var msg []byte
 	for {
-		_, msg, err := cn.c.Read(ctx)
+		msg, err = cn.c.read(ctx, msg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", method, err)
 		}
@@ -194,12 +219,14 @@ func (cn *conn) subscribe(ctx context.Context, channel string) error {
 		return err
 	}
 	b, _ := json.Marshal(map[string]string{"sub": channel})
-	if err := cn.c.Write(ctx, ws.MessageText, b); err != nil {
+	if err := cn.c.write(ctx, b); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	want, _ := json.Marshal(map[string]string{"ok": channel})
+	var msg []byte
+	var err error
 	for {
-		_, msg, err := cn.c.Read(ctx)
+		msg, err = cn.c.read(ctx, msg)
 		if err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}

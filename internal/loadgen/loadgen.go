@@ -45,8 +45,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/heraldhq/herald/ws"
 )
 
 // Mode is what a run measures.
@@ -62,8 +60,10 @@ const (
 // Config describes one run. The zero value of every field but URL is a
 // sensible default.
 type Config struct {
-	// URL of the WebSocket endpoint: ws://host:port/ws (herald) or the
-	// peer server's endpoint. wss:// works too.
+	// URL of the server: ws://host:port/ws (herald's WebSocket endpoint,
+	// or a peer server's), wss://, or tcp://host:port and tcps://host:port
+	// for herald's TCP transport (JSON encoding; publishing through the
+	// server API then needs PublishURL).
 	URL string
 	// Protocol spoken on connections. Default ProtocolHerald.
 	Protocol Protocol
@@ -192,6 +192,12 @@ func (c *Config) defaults() error {
 		u, err := url.Parse(c.URL)
 		if err != nil {
 			return fmt.Errorf("loadgen: url: %w", err)
+		}
+		if u.Scheme == "tcp" || u.Scheme == "tcps" {
+			if c.Mode == ModeFanout && c.PublishVia == "http" {
+				return errors.New("loadgen: a tcp:// target needs PublishURL (the node's HTTP address, http://host:port/api/publish) or publishing via ws")
+			}
+			return nil
 		}
 		u.Scheme = strings.Replace(u.Scheme, "ws", "http", 1)
 		u.Path = "/api/publish"
@@ -466,7 +472,7 @@ func (r *run) openConn(ctx context.Context, i int) (*conn, error) {
 	}
 	for _, ch := range r.channelsOf(i) {
 		if err := cn.subscribe(dctx, r.names[ch]); err != nil {
-			cn.c.CloseNow()
+			cn.c.close()
 			return nil, fmt.Errorf("conn %d: %s: %w", i, r.names[ch], err)
 		}
 	}
@@ -483,10 +489,10 @@ func (r *run) read(cn *conn, i int) {
 	ctr := &r.counters[i]
 	var buf []byte
 	for {
-		b, err := readInto(cn.c, buf[:0])
+		b, err := cn.c.read(context.Background(), buf)
 		buf = b
 		if err != nil {
-			if !errors.Is(err, ws.ErrClosed) && ws.CloseStatus(err) != ws.StatusNormalClosure {
+			if !isNormalClose(err) {
 				r.discon.Add(1)
 			}
 			return
@@ -512,28 +518,6 @@ func (r *run) read(cn *conn, i int) {
 	}
 }
 
-// readInto reads the next message into dst's spare capacity, growing it
-// as needed, so a subscriber reuses one buffer for all its messages.
-func readInto(c *ws.Conn, dst []byte) ([]byte, error) {
-	_, rd, err := c.Reader(context.Background())
-	if err != nil {
-		return dst, err
-	}
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := rd.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
-}
-
 func (r *run) totals() (delivered, dups int64) {
 	for i := range r.counters {
 		delivered += r.counters[i].delivered.Load()
@@ -545,7 +529,7 @@ func (r *run) totals() (delivered, dups int64) {
 func (r *run) closeAll() {
 	for _, cn := range r.conns {
 		if cn != nil {
-			cn.c.CloseNow()
+			cn.c.close()
 		}
 	}
 	r.readers.Wait()
@@ -606,7 +590,7 @@ func (r *run) tick(ctx context.Context, res *Result) {
 			res.Series = append(res.Series, pt)
 			r.seriesMu.Unlock()
 			if r.cfg.Progress != nil {
-				line := fmt.Sprintf("%5.0fs conns=%d deliv/s=%.0f p50=%.2fms p99=%.2fms lost<=%d dups=%d disc=%d",
+				line := fmt.Sprintf("%5.0fs conns=%d deliv/s=%.0f p50=%.2fms p99=%.2fms in-flight=%d dups=%d disc=%d",
 					pt.T, r.connectedNow(), pt.Deliveries, pt.P50, pt.P99,
 					max(r.expected.Load()-delivered, 0), dups, r.discon.Load())
 				if r.cfg.ServerPID > 0 {

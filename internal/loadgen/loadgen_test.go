@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/bits"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -334,8 +335,25 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("Run(%+v) succeeded", c)
 		}
 	}
-	_, err := Run(context.Background(), Config{URL: "tcp://127.0.0.1:1"})
-	if err == nil || !strings.Contains(err.Error(), "TCP transport") {
-		t.Fatalf("tcp:// error %v", err)
+	_, err := Run(context.Background(), Config{URL: "tcp://127.0.0.1:1", Protocol: ProtocolRaw, PublishVia: "ws"})
+	if err == nil || !strings.Contains(err.Error(), "use --protocol herald") {
+		t.Fatalf("raw over tcp:// error %v", err)
 	}
+	_, err = Run(context.Background(), Config{URL: "tcp://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "needs PublishURL") {
+		t.Fatalf("tcp:// without a publish URL: error %v", err)
+	}
+	_, err = Run(context.Background(), Config{URL: "tcp://127.0.0.1", Mode: ModeIdle})
+	if err == nil || !strings.Contains(err.Error(), "needs a port") {
+		t.Fatalf("tcp:// without a port: error %v", err)
+	}
+}
+
+// pending reports how many numbers the window has marked.
+func (w *seqWindow) pending() int {
+	n := 0
+	for _, b := range w.bits {
+		n += bits.OnesCount64(b)
+	}
+	return n
 }

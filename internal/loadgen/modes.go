@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/heraldhq/herald/ws"
 )
 
 // publisher sends publications. Worker w of a step calls publish from one
@@ -82,8 +80,10 @@ func (r *run) newWSPublisher(ctx context.Context) (*wsPublisher, error) {
 		p.readers.Add(1)
 		go func() {
 			defer p.readers.Done()
+			var buf []byte
+			var err error
 			for {
-				if _, _, err := cn.c.Read(context.Background()); err != nil {
+				if buf, err = cn.c.read(context.Background(), buf); err != nil {
 					return
 				}
 			}
@@ -95,12 +95,12 @@ func (r *run) newWSPublisher(ctx context.Context) (*wsPublisher, error) {
 func (p *wsPublisher) publish(ctx context.Context, w int, channel string, data []byte) error {
 	p.ids[w]++
 	p.bufs[w] = publishFrame(p.bufs[w][:0], p.proto, p.ids[w], channel, data)
-	return p.conns[w].c.Write(ctx, ws.MessageText, p.bufs[w])
+	return p.conns[w].c.write(ctx, p.bufs[w])
 }
 
 func (p *wsPublisher) close() {
 	for _, cn := range p.conns {
-		cn.c.CloseNow()
+		cn.c.close()
 	}
 	p.readers.Wait()
 }
@@ -290,21 +290,22 @@ func (r *run) echo(ctx context.Context, res *Result) error {
 func (r *run) echoLoop(ctx context.Context, cn *conn, i int, end time.Time) error {
 	rctx, cancel := context.WithDeadline(ctx, end.Add(10*time.Second))
 	defer cancel()
-	var data, frame []byte
+	var data, frame, rbuf []byte
 	var seq uint64
 	for time.Now().Before(end) && ctx.Err() == nil {
 		seq++
 		data = payload(data[:0], i, seq, time.Now(), r.cfg.PayloadSize)
 		cn.next++
 		frame = publishFrame(frame[:0], r.cfg.Protocol, cn.next, r.names[i], data)
-		if err := cn.c.Write(rctx, ws.MessageText, frame); err != nil {
+		if err := cn.c.write(rctx, frame); err != nil {
 			return err
 		}
 		for {
-			_, b, err := cn.c.Read(rctx)
-			if err != nil {
+			var err error
+			if rbuf, err = cn.c.read(rctx, rbuf); err != nil {
 				return err
 			}
+			b := rbuf
 			if p, ok := parseFrame(b); ok && p.ch == i && p.seq == seq {
 				r.lat.record(i, time.Since(time.Unix(0, p.sent)))
 				r.echoCount.Add(1)

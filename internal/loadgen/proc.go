@@ -48,7 +48,7 @@ func checkFDs(conns int, limit uint64) error {
 		procs = (conns + perProc - 1) / perProc
 	}
 	return fmt.Errorf("%d connections need about %d file descriptors but this process may open at most %d "+
-		"(hard RLIMIT_NOFILE); run %d bench processes of --conns %d each (for example with --conn-offset), "+
+		"(hard RLIMIT_NOFILE); run %d bench processes of --conns %d each side by side, "+
 		"or raise the hard limit (ulimit -Hn, systemd LimitNOFILE)", conns, need, limit, procs, max(perProc, 1))
 }
 

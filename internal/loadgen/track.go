@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"math/bits"
 	"sync"
 	"time"
 
@@ -64,16 +63,6 @@ func (w *seqWindow) slide(newBase uint64) {
 		w.bits[(s/64)%(seqWindowBits/64)] &^= 1 << (s % 64)
 	}
 	w.base = newBase
-}
-
-// pending reports how many numbers in the window are marked; used by
-// tests to check that sliding clears what leaves.
-func (w *seqWindow) pending() int {
-	n := 0
-	for _, b := range w.bits {
-		n += bits.OnesCount64(b)
-	}
-	return n
 }
 
 // Latency histograms record microseconds from 1 µs to 60 s with three

@@ -21,7 +21,9 @@
 //
 //	messages_sent_total{kind}               counter   messages handed to transports: reply, push, delivery
 //	commands_total{method,code}             counter   client commands by method and reply error code (0: success)
-//	publish_to_write_seconds{transport}     histogram time from a publication entering the hub to its write to a socket
+//	publish_to_write_seconds{transport}     histogram time from a publication entering the node's fan-out to its
+//	                                                  bytes reaching a client socket, sampled: one recipient per
+//	                                                  publication and transport (see WriteSample)
 //	disconnects_total{reason}               counter   server-side disconnects by reason (slow_consumer, no_pong, ...)
 //	history_read_publications               histogram publications returned per history read
 //	api_requests_total{method,status}       counter   server API requests
@@ -36,6 +38,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,15 +99,17 @@ func New() *Metrics {
 		}, []string{"method", "code"}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "bytes_received_total",
-			Help: "Bytes of messages read from clients.",
+			Help: "Bytes of messages read from clients (payloads, without transport framing).",
 		}, []string{"transport"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "bytes_sent_total",
-			Help: "Bytes of messages written to clients.",
+			Help: "Bytes written to client sockets (framing included).",
 		}, []string{"transport"}),
 		deliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "publish_to_write_seconds",
-			Help: "Time from a publication entering the hub to its write to a client socket.",
+			Help: "Time from a publication entering this node's fan-out to its bytes being written to a client socket. " +
+				"Sampled: one recipient per publication and transport (the first one it is queued for), " +
+				"so a fan-out to many subscribers costs one observation.",
 			// 50 µs .. ~3.3 s
 			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 9),
 		}, []string{"transport"}),
@@ -267,6 +272,67 @@ func (t *Transport) ObservePublishToWrite(since time.Time) {
 	}
 	t.latencyOnce.Do(func() { t.latency = t.m.deliveryLatency.WithLabelValues(t.name) })
 	t.latency.Observe(time.Since(since).Seconds())
+}
+
+// SampleOnce picks the one recipient of a publication whose write is
+// timed: embed it in the value a transport encodes once per publication.
+// The zero value is ready; it is safe for concurrent use.
+type SampleOnce struct{ taken atomic.Bool }
+
+// Take reports true exactly once. After that it costs one atomic load.
+func (s *SampleOnce) Take() bool {
+	return !s.taken.Load() && s.taken.CompareAndSwap(false, true)
+}
+
+// WriteSample follows at most one timed message on its way through one
+// connection's outbound queue, for ObservePublishToWrite. A transport calls
+// Start after queuing a sampled publication, with the connection's queued
+// byte total at that moment, and Written whenever the socket's written
+// total grows; the sample is observed when written reaches that total.
+// After a successful Start the transport calls Written once more with the
+// written total read after Start returned, because the bytes may have
+// left between queuing and Start. A sample started while another is in
+// flight on the same connection is skipped. Written's fast path is one atomic load. The zero value is ready;
+// it is safe for concurrent use.
+type WriteSample struct {
+	end   atomic.Uint64 // queued total the sample completes at; 0: none
+	mu    sync.Mutex    // guards since and the transitions of end
+	since time.Time
+}
+
+// Start begins a sample of a publication that entered the node at since
+// and completes once end bytes were written to the connection. It reports
+// whether the sample was taken.
+func (w *WriteSample) Start(since time.Time, end uint64) bool {
+	if end == 0 || w.end.Load() != 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end.Load() != 0 {
+		return false
+	}
+	w.since = since
+	w.end.Store(end)
+	return true
+}
+
+// Written reports that the connection's written total reached written;
+// it observes the sample on t when complete.
+func (w *WriteSample) Written(t *Transport, written uint64) {
+	end := w.end.Load()
+	if end == 0 || written < end {
+		return
+	}
+	w.mu.Lock()
+	if w.end.Load() != end {
+		w.mu.Unlock()
+		return
+	}
+	since := w.since
+	w.end.Store(0)
+	w.mu.Unlock()
+	t.ObservePublishToWrite(since)
 }
 
 // Counter is one series that only goes up.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -122,20 +123,31 @@ func (b *Broker) appendMsg(ctx context.Context, m *nats.Msg, expectSeq uint64) (
 	return ack.Sequence, nil
 }
 
-// retry runs attempt until it reports done, retrying conflicts and
-// recreating the stream once if a restarted server lost it.
+// retry runs attempt until it reports done, within Options.OpTimeout,
+// retrying conflicts and recreating the stream once if a restarted server
+// lost it.
 func (b *Broker) retry(ctx context.Context, op, channel string, attempt func(ctx context.Context) (bool, error)) error {
 	octx, cancel := context.WithTimeout(ctx, b.opts.OpTimeout)
 	defer cancel()
+	return b.retryWithin(ctx, octx, op, channel, attempt)
+}
+
+// retryWithin is retry with the operation's context octx (derived from
+// the caller's ctx) already made. Conflicts are retried at once the first
+// time and after a jittered, growing pause later (conflictBackoff); every
+// conflict means another append succeeded, so the channel makes progress.
+func (b *Broker) retryWithin(ctx, octx context.Context, op, channel string, attempt func(ctx context.Context) (bool, error)) error {
 	recreated := false
+	conflicts := 0
 	for {
 		done, err := attempt(octx)
 		switch {
 		case err == nil && done:
 			return nil
 		case err == nil || isConflict(err):
-			if octx.Err() != nil {
-				return b.wrapErr(ctx, op, channel, octx.Err())
+			conflicts++
+			if err := sleepCtx(octx, conflictBackoff(conflicts)); err != nil {
+				return b.wrapErr(ctx, op, channel, err)
 			}
 			continue
 		case isStreamMissing(err) && !recreated:
@@ -148,6 +160,24 @@ func (b *Broker) retry(ctx context.Context, op, channel string, attempt func(ctx
 			return b.wrapErr(ctx, op, channel, err)
 		}
 	}
+}
+
+// conflictSeq returns the subject's actual last sequence from a failed
+// expected-sequence check ("wrong last sequence: 42").
+func conflictSeq(err error) (uint64, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(apiErr.Description, "wrong last sequence: ")
+	if !ok {
+		return 0, false
+	}
+	if i := strings.IndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	return seq, err == nil
 }
 
 func (b *Broker) metaTTL(d time.Duration) time.Duration {
@@ -196,6 +226,15 @@ func (b *Broker) purgeKeep(ctx context.Context, subject string, keep int) {
 }
 
 // Publish implements hub.Broker.
+//
+// Appends of this node to one channel take turns (appendLocks), each
+// expecting the head the previous one cached, so they need one round trip
+// and never reject each other. An append rejected because another node
+// appended first learns the new last sequence from the rejection; when the
+// delivery of that node's publication already updated the cache
+// (observeHead) the retry appends against it at once, otherwise it reads
+// the head. Waiting for the turn, conflicts and retries all count against
+// Options.OpTimeout.
 func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
 	if err := b.check(); err != nil {
 		return hub.StreamPosition{}, err
@@ -208,21 +247,58 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		return hub.StreamPosition{}, b.publishCore(ctx, channel, kindPublication, blob)
 	}
 	subject := b.histSubject(channel)
+	octx, cancel := context.WithTimeout(ctx, b.opts.OpTimeout)
+	defer cancel()
+	pos, purge, err := b.appendPublication(ctx, octx, channel, subject, blob, opts)
+	if err != nil {
+		return hub.StreamPosition{}, err
+	}
+	if purge != nil {
+		// Outside the channel's turn: trimming is best effort and must not
+		// delay the next append.
+		purge(octx)
+	}
+	return pos, nil
+}
+
+// appendPublication appends blob to subject in this node's turn for it. It
+// returns the position and, when the subject is due for trimming, the
+// purge to run after the turn.
+func (b *Broker) appendPublication(ctx, octx context.Context, channel, subject string, blob []byte, opts hub.PublishOptions) (hub.StreamPosition, func(context.Context), error) {
+	release, err := b.locks.acquire(octx, subject)
+	if err != nil {
+		return hub.StreamPosition{}, nil, b.wrapErr(ctx, "publish to", channel, err)
+	}
+	defer release()
+	if err := b.check(); err != nil { // the connection may have dropped while waiting
+		return hub.StreamPosition{}, nil, err
+	}
 	metaTTL := b.metaTTL(opts.HistoryMetaTTL)
-	var pos hub.StreamPosition
-	cached := true
-	err := b.retry(ctx, "publish to", channel, func(ctx context.Context) (bool, error) {
+	var (
+		pos   hub.StreamPosition
+		purge func(context.Context)
+		// useCache: the cached head may be current. After a conflict it is
+		// used only if it is the head the conflict reported.
+		useCache  = true
+		actualSeq uint64
+		conflict  bool
+	)
+	err = b.retryWithin(ctx, octx, "publish to", channel, func(ctx context.Context) (bool, error) {
 		var h *streamHead
-		if cached {
-			h, cached = b.cachedHead(subject)
+		if useCache {
+			var ok bool
+			h, ok = b.cachedHead(subject)
+			if ok && conflict && h.seq != actualSeq {
+				ok = false
+			}
+			useCache = ok
 		}
-		if !cached {
+		if !useCache {
 			var err error
 			if h, err = b.head(ctx, subject); err != nil {
 				return false, err
 			}
 		}
-		cached = false // a retry reads the head from the server
 		var expect uint64
 		reset := h != nil && h.expired(time.Now())
 		next := hub.StreamPosition{Offset: 1, Epoch: newEpoch()}
@@ -242,7 +318,14 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		m.Data = blob
 		seq, err := b.appendMsg(ctx, m, expect)
 		if err != nil {
-			b.forgetHead(subject)
+			actualSeq, conflict = conflictSeq(err)
+			conflict = conflict && isConflict(err)
+			useCache = conflict
+			if conflict {
+				b.appendConflicts.Add(1)
+			} else {
+				b.forgetHead(subject)
+			}
 			return false, err
 		}
 		b.cacheHead(subject, streamHead{
@@ -252,15 +335,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publicati
 		pos = next
 		switch {
 		case reset:
-			b.purgeBelow(ctx, subject, seq)
+			purge = func(ctx context.Context) { b.purgeBelow(ctx, subject, seq) }
 		case next.Offset%uint64(max(1, opts.HistorySize/8)) == 0:
 			// Keep the subject's physical size near HistorySize; reads
 			// apply the exact limit.
-			b.purgeKeep(ctx, subject, opts.HistorySize)
+			purge = func(ctx context.Context) { b.purgeKeep(ctx, subject, opts.HistorySize) }
 		}
 		return true, nil
 	})
-	return pos, err
+	return pos, purge, err
 }
 
 // maxCachedHeads bounds the head cache; when full, an arbitrary entry is
@@ -277,6 +360,10 @@ func (b *Broker) cachedHead(subject string) (*streamHead, bool) {
 	return &h, true
 }
 
+// cacheHead records the head this node just appended. It overwrites
+// whatever is cached: the append's acknowledgement is authoritative, and
+// an entry observed meanwhile from another node's later append only makes
+// the cache stale, which costs one conflict.
 func (b *Broker) cacheHead(subject string, h streamHead) {
 	b.headsMu.Lock()
 	defer b.headsMu.Unlock()
@@ -293,6 +380,46 @@ func (b *Broker) forgetHead(subject string) {
 	b.headsMu.Lock()
 	delete(b.heads, subject)
 	b.headsMu.Unlock()
+}
+
+// forgetAllHeads empties the head cache, after a reconnect: a server that
+// lost the stream numbers its messages from 1 again.
+func (b *Broker) forgetAllHeads() {
+	b.headsMu.Lock()
+	clear(b.heads)
+	b.headsMu.Unlock()
+}
+
+// observeHead advances the cached head of a channel this node publishes
+// to when the stream's republication of a newer message of its subject
+// arrives, typically another node's append. A node that then loses an
+// append race already knows the winner's head and retries without reading
+// it. Channels without a cached head are left alone, so only channels this
+// node publishes to occupy the cache.
+func (b *Broker) observeHead(channel string, m *nats.Msg) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return
+	}
+	off, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+	epoch := m.Header.Get(hdrEpoch)
+	if err != nil || epoch == "" {
+		return
+	}
+	stored := time.Now()
+	if ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer)); err == nil {
+		stored = ts
+	}
+	size, _ := strconv.Atoi(m.Header.Get(hdrSize))
+	subject := b.histSubject(channel)
+	b.headsMu.Lock()
+	defer b.headsMu.Unlock()
+	if h, ok := b.heads[subject]; ok && seq > h.seq {
+		b.heads[subject] = streamHead{
+			seq: seq, kind: m.Header.Get(hdrKind), offset: off, epoch: epoch,
+			size: size, metaTTL: parseMS(m.Header.Get(hdrMetaTTL)), stored: stored,
+		}
+	}
 }
 
 // storedPub is a publication found in the history subject, not yet decoded.

@@ -33,9 +33,15 @@
 // cluster the interest reaches the other servers asynchronously, usually
 // within milliseconds.
 //
-// Publish remembers the last head it appended per channel (a bounded cache)
-// and appends against it directly; a stale head only costs a rejected
-// append and a fresh read.
+// Publish remembers the last head it appended per channel (a bounded
+// cache) and appends against it directly. Appends of one node to one
+// channel take turns, so they never reject each other and each costs one
+// round trip; only appends of different nodes to the same channel
+// conflict. A rejected append learns the channel's new last sequence from
+// the rejection and, when this node already received that message (it is
+// subscribed to the channel), retries against it without reading the
+// head; repeated conflicts back off with jitter. A stale head only costs a
+// rejected append and a fresh read.
 //
 // # History, TTLs and epochs
 //
@@ -227,6 +233,11 @@ type Broker struct {
 	// head is read again. Bounded by maxCachedHeads.
 	headsMu sync.Mutex
 	heads   map[string]streamHead
+	// locks gives this node's appends to one channel turns.
+	locks appendLocks
+	// appendConflicts counts publications rejected because another
+	// node appended first.
+	appendConflicts atomic.Uint64
 
 	running   atomic.Bool
 	closed    atomic.Bool
@@ -436,6 +447,7 @@ func (b *Broker) maintain() {
 				case <-timer.C:
 				}
 			}
+			b.forgetAllHeads()
 			b.opts.Logger.Info("nats connection restored")
 			b.enqueueReconnect()
 		}
@@ -551,6 +563,7 @@ func (b *Broker) handle(m *nats.Msg) {
 			}
 			pos = hub.StreamPosition{Offset: off, Epoch: e}
 			pub.Offset = off
+			b.observeHead(channel, m)
 		}
 		b.handler.HandlePublication(channel, pub, pos)
 	case kindJoin, kindLeave:
@@ -564,9 +577,10 @@ func (b *Broker) handle(m *nats.Msg) {
 		} else {
 			b.handler.HandleLeave(channel, info)
 		}
-	default:
-		// Markers of the history stream (new epoch, removal) are
-		// republished too; they carry no event.
+	case kindEpoch, kindRemoved:
+		// Markers of the history stream are republished too; they carry
+		// no event but move the head.
+		b.observeHead(channel, m)
 	}
 }
 

@@ -581,7 +581,10 @@ func (c *Conn) writeQueued(w *worker) (drained bool, err error) {
 		if n > 0 {
 			c.mu.Lock()
 			c.out.consume(n)
+			c.writtenTotal += uint64(n)
+			written := c.writtenTotal
 			c.mu.Unlock()
+			c.wrote(n, written)
 		}
 		switch {
 		case err == nil:

@@ -198,7 +198,10 @@ func (c *Conn) flushLoop() {
 			if !c.done {
 				c.out.consume(n)
 			}
+			c.writtenTotal += uint64(n)
+			written := c.writtenTotal
 			c.mu.Unlock()
+			c.wrote(n, written)
 		}
 		if err != nil {
 			c.requestClose(fmt.Errorf("netpoll: write: %w", err))

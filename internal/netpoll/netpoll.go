@@ -27,6 +27,10 @@
 // frames queued by many publishers in the meantime leave in one system call.
 // A queue over its byte or message limit rejects the write with
 // ErrQueueFull; what to do about a slow consumer is the caller's policy.
+// A Handler that also implements WriteObserver learns after every write how
+// many bytes reached the socket; with Conn.Totals that tells when a given
+// message left (for byte counters and write latency, at the cost of one
+// method call per write system call, not per message).
 //
 // # Closing
 //
@@ -85,6 +89,17 @@ type Handler interface {
 	// CloseAfterFlush or Poller.Close (err is nil, except ErrFlushTimeout
 	// when CloseAfterFlush gave up on unsent bytes). No OnData follows it.
 	OnClose(c *Conn, err error)
+}
+
+// WriteObserver may be implemented by a Handler that wants to know when
+// queued bytes reach the socket (for byte counters and write latency).
+// OnWritten runs after every write that moved bytes to the socket, on the
+// goroutine that flushed them (a worker, or the fallback's flusher), never
+// concurrently for one Conn and without any netpoll lock held. n is the bytes of that write and written the
+// connection's running total, comparable with the queued total
+// Conn.Totals reports. It must be fast and must not block.
+type WriteObserver interface {
+	OnWritten(c *Conn, n int, written uint64)
 }
 
 var (
@@ -460,8 +475,12 @@ type Conn struct {
 
 	// mu guards the outbound queue and the fields below it. It is never
 	// held during a system call or a Handler call.
-	mu        sync.Mutex
-	out       outQueue
+	mu  sync.Mutex
+	out outQueue
+	// queuedTotal and writtenTotal count every byte ever accepted by
+	// WriteBuffers and written to the socket (see Totals).
+	queuedTotal, writtenTotal uint64
+
 	wclosed   bool        // Write fails with ErrClosed
 	lingering bool        // CloseAfterFlush half-closed; waiting for the peer
 	done      bool        // finished: the socket is closed, the queue dropped
@@ -510,6 +529,7 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 	}
 	wasEmpty := c.out.msgs == 0
 	c.out.push(bs, n)
+	c.queuedTotal += uint64(n)
 	startFlusher := c.fd < 0 && c.fallbackClaimFlusher()
 	c.mu.Unlock()
 	c.p.stats.writeMsgs.Add(1)
@@ -523,6 +543,27 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 		c.startFlusher()
 	}
 	return nil
+}
+
+// Totals reports how many bytes the connection has accepted for writing
+// and how many it has written, since Register. A message whose Write
+// returned when queued was Q is on the wire once written reaches Q
+// (WriteObserver reports written as it grows).
+func (c *Conn) Totals() (queued, written uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queuedTotal, c.writtenTotal
+}
+
+// wrote accounts n bytes written to the socket (they must have been
+// consumed from the queue already, with written the new total) and tells
+// the WriteObserver. The handler is asserted on each call rather than
+// stored a second time: a field would cost every idle connection 16 bytes
+// (and the next size class), the assertion a few nanoseconds per write.
+func (c *Conn) wrote(n int, written uint64) {
+	if wo, ok := c.h.(WriteObserver); ok {
+		wo.OnWritten(c, n, written)
+	}
 }
 
 // Queued reports the bytes and messages waiting in the outbound queue.

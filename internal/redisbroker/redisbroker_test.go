@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,81 +88,12 @@ func TestSuiteSharded(t *testing.T) {
 	})
 }
 
-// recorder is an EventHandler for this package's own tests.
-type recorder struct {
-	mu         sync.Mutex
-	changed    chan struct{}
-	pubs       map[string][]hub.StreamPosition
-	datas      map[string][]string
-	controls   int
-	reconnects int
-}
-
-func newRecorder() *recorder {
-	return &recorder{changed: make(chan struct{}), pubs: map[string][]hub.StreamPosition{}, datas: map[string][]string{}}
-}
-
-func (r *recorder) notify() { close(r.changed); r.changed = make(chan struct{}) }
-
-func (r *recorder) HandlePublication(ch string, pub *hub.Publication, pos hub.StreamPosition) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.pubs[ch] = append(r.pubs[ch], pos)
-	r.datas[ch] = append(r.datas[ch], string(pub.Data))
-	r.notify()
-}
-func (r *recorder) HandleJoin(string, *hub.ClientInfo)  {}
-func (r *recorder) HandleLeave(string, *hub.ClientInfo) {}
-func (r *recorder) HandleControl([]byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.controls++
-	r.notify()
-}
-func (r *recorder) HandleReconnect() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reconnects++
-	r.notify()
-}
-
-func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		ok, ch := cond(), r.changed
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-func run(t *testing.T, b *Broker) *recorder {
-	t.Helper()
-	rec := newRecorder()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Run(ctx, rec); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	return rec
-}
-
 func hist(n int) hub.PublishOptions {
 	return hub.PublishOptions{HistorySize: n, HistoryMetaTTL: time.Hour}
 }
 
-// TestTwoNodesOrdering runs two brokers (two nodes) on the same servers:
-// publications from both reach both, in offset order.
-func TestTwoNodesOrdering(t *testing.T) {
+// TestTwoNodes runs two brokers (two nodes) on the same servers.
+func TestTwoNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		addrs int
@@ -172,60 +101,13 @@ func TestTwoNodesOrdering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addrs := testservers.RedisAddrs(t, tc.addrs)[:tc.addrs]
 			prefix := uniquePrefix()
-			a := newTestBroker(t, Options{Addrs: addrs, Prefix: prefix})
-			b := newTestBroker(t, Options{Addrs: addrs, Prefix: prefix})
-			recA, recB := run(t, a), run(t, b)
-			ctx := context.Background()
-			ch := "two-nodes"
-			for _, n := range []*Broker{a, b} {
-				if err := n.Subscribe(ctx, ch); err != nil {
-					t.Fatalf("Subscribe: %v", err)
+			brokertest.RunTwoNodeSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+				b, err := New(Options{Addrs: addrs, Prefix: prefix, OpTimeout: suiteOpTimeout})
+				if err != nil {
+					t.Fatalf("New: %v", err)
 				}
-			}
-			const each = 100
-			var wg sync.WaitGroup
-			errs := make(chan error, 2*each)
-			for i, n := range []*Broker{a, b} {
-				wg.Go(func() {
-					for j := range each {
-						if _, err := n.Publish(ctx, ch, &hub.Publication{Data: fmt.Appendf(nil, `"%d-%d"`, i, j)}, hist(1000)); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatalf("Publish: %v", err)
-			}
-			for name, rec := range map[string]*recorder{"A": recA, "B": recB} {
-				rec.waitFor(t, "deliveries on "+name, func() bool { return len(rec.pubs[ch]) >= 2*each })
-				rec.mu.Lock()
-				got := slices.Clone(rec.pubs[ch])
-				datas := slices.Clone(rec.datas[ch])
-				rec.mu.Unlock()
-				if len(got) != 2*each {
-					t.Fatalf("node %s got %d publications", name, len(got))
-				}
-				for i, pos := range got {
-					if pos.Offset != uint64(i+1) || pos.Epoch != got[0].Epoch {
-						t.Fatalf("node %s delivery %d at %+v", name, i, pos)
-					}
-				}
-				// Both nodes see the same sequence.
-				recA.mu.Lock()
-				same := slices.Equal(datas, recA.datas[ch][:len(datas)])
-				recA.mu.Unlock()
-				if !same {
-					t.Fatalf("node %s saw a different order than A", name)
-				}
-			}
-			if err := a.PublishControl(ctx, []byte("hello")); err != nil {
-				t.Fatalf("PublishControl: %v", err)
-			}
-			recB.waitFor(t, "control on B", func() bool { return recB.controls == 1 })
+				return b, b
+			})
 		})
 	}
 }
@@ -238,15 +120,15 @@ func TestShardingSpreadsChannels(t *testing.T) {
 	a := newTestBroker(t, Options{Addrs: addrs, Prefix: prefix})
 	// The second node lists the addresses in another order: same mapping.
 	b := newTestBroker(t, Options{Addrs: []string{addrs[1], addrs[0]}, Prefix: prefix})
-	recA := run(t, a)
-	recB := run(t, b)
+	recA := brokertest.Start(t, a)
+	recB := brokertest.Start(t, b)
 	ctx := context.Background()
 	// Control messages meet on one shard whatever the address order.
 	if err := b.PublishControl(ctx, []byte("c")); err != nil {
 		t.Fatalf("PublishControl: %v", err)
 	}
-	recA.waitFor(t, "control on A", func() bool { return recA.controls == 1 })
-	recB.waitFor(t, "control on B", func() bool { return recB.controls == 1 })
+	recA.WaitFor(t, "control on A", func() bool { return len(recA.Controls()) == 1 })
+	recB.WaitFor(t, "control on B", func() bool { return len(recB.Controls()) == 1 })
 	perShard := make([]int, 2)
 	for i := range 40 {
 		ch := fmt.Sprintf("spread:%d", i)
@@ -313,79 +195,22 @@ func TestHashRing(t *testing.T) {
 	}
 }
 
-// TestOutageAndRecovery stops a private Redis during traffic: Publish fails
-// fast with ErrBrokerUnavailable, and after the restart the broker
-// resubscribes by itself, reports the reconnect and starts a new epoch
-// (the restarted server has no persistence).
+// TestOutageAndRecovery stops a private Redis during traffic. The
+// restarted server has no persistence, so a new epoch starts.
 func TestOutageAndRecovery(t *testing.T) {
-	srv := testservers.StartRedis(t)
-	const opTimeout = 2 * time.Second
-	b := newTestBroker(t, Options{Addrs: []string{srv.Addr()}, OpTimeout: opTimeout, MaxReconnectGap: 100 * time.Millisecond})
-	rec := run(t, b)
-	ctx := context.Background()
-	const ch = "outage"
-	if err := b.Subscribe(ctx, ch); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	var before hub.StreamPosition
-	for i := range 3 {
-		var err error
-		if before, err = b.Publish(ctx, ch, &hub.Publication{Data: fmt.Appendf(nil, "%d", i)}, hist(10)); err != nil {
-			t.Fatalf("Publish: %v", err)
+	brokertest.RunOutageSuite(t, func(t *testing.T) brokertest.Outage {
+		srv := testservers.StartRedis(t)
+		const opTimeout = 2 * time.Second
+		b, err := New(Options{Addrs: []string{srv.Addr()}, Prefix: uniquePrefix(), OpTimeout: opTimeout, MaxReconnectGap: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("New: %v", err)
 		}
-	}
-	rec.waitFor(t, "3 deliveries", func() bool { return len(rec.pubs[ch]) == 3 })
-
-	srv.Stop()
-	start := time.Now()
-	_, err := b.Publish(ctx, ch, &hub.Publication{Data: []byte("lost")}, hist(10))
-	elapsed := time.Since(start)
-	if !errors.Is(err, hub.ErrBrokerUnavailable) {
-		t.Fatalf("Publish during outage: %v, want ErrBrokerUnavailable", err)
-	}
-	if elapsed >= opTimeout {
-		t.Fatalf("Publish during outage took %v, OpTimeout is %v", elapsed, opTimeout)
-	}
-	if _, err := b.History(ctx, ch, hub.HistoryOptions{}); !errors.Is(err, hub.ErrBrokerUnavailable) {
-		t.Fatalf("History during outage: %v", err)
-	}
-	if err := b.AddPresence(ctx, ch, "c", nil, time.Minute); !errors.Is(err, hub.ErrBrokerUnavailable) {
-		t.Fatalf("AddPresence during outage: %v", err)
-	}
-
-	srv.Start()
-	rec.waitFor(t, "HandleReconnect", func() bool { return rec.reconnects == 1 })
-	// Resubscribed by itself: a new publication is delivered without a
-	// new Subscribe call, in a new epoch because Redis lost the metadata.
-	after, err := b.Publish(ctx, ch, &hub.Publication{Data: []byte(`"after"`)}, hist(10))
-	if err != nil {
-		t.Fatalf("Publish after restart: %v", err)
-	}
-	if after.Offset != 1 || after.Epoch == before.Epoch || after.Epoch == "" {
-		t.Fatalf("position after restart %+v, before %+v: want offset 1 in a new epoch", after, before)
-	}
-	rec.waitFor(t, "delivery after restart", func() bool { return len(rec.pubs[ch]) == 4 })
-	rec.mu.Lock()
-	got := rec.pubs[ch][3]
-	rec.mu.Unlock()
-	if got != after {
-		t.Fatalf("delivered %+v, want %+v", got, after)
-	}
-	if err := b.PublishControl(ctx, []byte("x")); err != nil {
-		t.Fatalf("PublishControl after restart: %v", err)
-	}
-	rec.waitFor(t, "control after restart", func() bool { return rec.controls == 1 })
-}
-
-// TestSubscribeDuringOutage fails fast too.
-func TestSubscribeDuringOutage(t *testing.T) {
-	srv := testservers.StartRedis(t)
-	b := newTestBroker(t, Options{Addrs: []string{srv.Addr()}, OpTimeout: 2 * time.Second})
-	run(t, b)
-	srv.Stop()
-	if err := b.Subscribe(context.Background(), "x"); !errors.Is(err, hub.ErrBrokerUnavailable) {
-		t.Fatalf("Subscribe during outage: %v", err)
-	}
+		return brokertest.Outage{
+			Broker: b, Presence: b, OpTimeout: opTimeout,
+			Stop: srv.Stop, Start: srv.Start,
+			Resumed: brokertest.StreamRestarts,
+		}
+	})
 }
 
 func TestNewValidates(t *testing.T) {
@@ -450,7 +275,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer br.Close(context.Background())
-	if err := br.Run(context.Background(), newRecorder()); err != nil {
+	if err := br.Run(context.Background(), brokertest.NewRecorder()); err != nil {
 		b.Fatal(err)
 	}
 	pub := &hub.Publication{Data: []byte(`{"text":"hello, world"}`)}
@@ -504,7 +329,7 @@ func TestSuiteSentinel(t *testing.T) {
 func TestShardOutageIsolated(t *testing.T) {
 	s0, s1 := testservers.StartRedis(t), testservers.StartRedis(t)
 	b := newTestBroker(t, Options{Addrs: []string{s0.Addr(), s1.Addr()}, OpTimeout: 2 * time.Second, MaxReconnectGap: 100 * time.Millisecond})
-	rec := run(t, b)
+	rec := brokertest.Start(t, b)
 	ctx := context.Background()
 	// One channel on each shard.
 	onShard := make(map[int]string)
@@ -527,19 +352,16 @@ func TestShardOutageIsolated(t *testing.T) {
 	if err != nil || pos.Offset != 1 {
 		t.Fatalf("Publish on the live shard: %+v %v", pos, err)
 	}
-	rec.waitFor(t, "delivery on the live shard", func() bool { return len(rec.pubs[onShard[0]]) == 1 })
+	rec.WaitFor(t, "delivery on the live shard", func() bool { return len(rec.Publications(onShard[0])) == 1 })
 
 	s1.Start()
-	rec.waitFor(t, "HandleReconnect", func() bool { return rec.reconnects == 1 })
+	rec.WaitFor(t, "HandleReconnect", func() bool { return rec.Reconnects() == 1 })
 	pos, err = b.Publish(ctx, onShard[1], &hub.Publication{Data: []byte("2")}, hist(10))
 	if err != nil || pos.Offset != 1 {
 		t.Fatalf("Publish on the restarted shard: %+v %v", pos, err)
 	}
-	rec.waitFor(t, "delivery on the restarted shard", func() bool { return len(rec.pubs[onShard[1]]) == 1 })
-	rec.mu.Lock()
-	reconnects := rec.reconnects
-	rec.mu.Unlock()
-	if reconnects != 1 {
+	rec.WaitFor(t, "delivery on the restarted shard", func() bool { return len(rec.Publications(onShard[1])) == 1 })
+	if reconnects := rec.Reconnects(); reconnects != 1 {
 		t.Fatalf("%d reconnects reported, want 1 (only the failed shard)", reconnects)
 	}
 }

@@ -54,6 +54,7 @@ func newBroker(cfg *config.Config, log *slog.Logger) (brokerBackend, error) {
 	case "nats":
 		opts := natsbroker.Options{
 			URL:            cfg.Broker.NATS.URL,
+			Prefix:         cfg.Broker.NATS.Prefix,
 			HistoryMetaTTL: cfg.History.MetaTTL,
 			Logger:         log,
 		}

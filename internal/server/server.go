@@ -80,6 +80,10 @@ type Server struct {
 
 	apiKey      string
 	tokenSecret string
+	out         io.Writer // Options.Out
+	// generatedKeys: the API key and token secret were generated (and
+	// printed) rather than configured.
+	generatedAPIKey, generatedSecret bool
 
 	// certs serves and reloads the TLS certificate; nil without TLS.
 	certs *tlsreload.Reloader
@@ -137,15 +141,18 @@ func New(opts Options) (*Server, error) {
 		metrics:      metrics.New(),
 		apiKey:       cfg.APIKey,
 		tokenSecret:  cfg.Token.Secret,
+		out:          opts.Out,
 		shutdownDone: make(chan struct{}),
 	}
 	var generated []string
 	if s.apiKey == "" {
 		s.apiKey = randomKey()
+		s.generatedAPIKey = true
 		generated = append(generated, "api_key:      "+s.apiKey)
 	}
 	if !cfg.HasTokenKey() {
 		s.tokenSecret = randomKey()
+		s.generatedSecret = true
 		generated = append(generated, "token.secret: "+s.tokenSecret)
 	}
 	if len(generated) > 0 {
@@ -342,7 +349,63 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	attrs = append(attrs, "broker", s.cfg.Broker.Type, "demo", s.cfg.Demo.Enabled)
 	s.log.Info("herald listening", attrs...)
+	s.printWelcomeLocked(socks)
 	return nil
+}
+
+// printWelcomeLocked tells a person at the terminal where the node is and
+// how to try it: the demo, the client endpoints, a publish with curl and a
+// token for a user. Only generated secrets (already printed) appear in it;
+// configured ones are shown as placeholders.
+func (s *Server) printWelcomeLocked(socks socketListeners) {
+	httpURL, wsURL := s.urlsLocked()
+	var b strings.Builder
+	fmt.Fprintf(&b, "herald %s serving on %s\n", s.version, httpURL)
+	if s.cfg.Demo.Enabled {
+		fmt.Fprintf(&b, "  demo:      %s/  (open it in two browser windows)\n", httpURL)
+	}
+	fmt.Fprintf(&b, "  websocket: %s\n", wsURL)
+	if socks.tcp != nil {
+		tls := ""
+		if s.node.tcpTLS {
+			tls = " (TLS)"
+		}
+		fmt.Fprintf(&b, "  tcp:       %s%s\n", socks.tcp.Addr(), tls)
+	}
+	if socks.udp != nil {
+		fmt.Fprintf(&b, "  udp:       %s\n", socks.udp.LocalAddr())
+	}
+	key := "$HERALD_API_KEY"
+	if s.generatedAPIKey {
+		key = s.apiKey
+	}
+	if ch := s.exampleChannel(); ch != "" {
+		fmt.Fprintf(&b, "  publish:   curl -H \"X-API-Key: %s\" -d '{\"channel\":\"%s\",\"data\":{\"text\":\"hello\"}}' %s/api/publish\n",
+			key, ch, httpURL)
+	}
+	if s.tokenSecret != "" {
+		secret := "$HERALD_TOKEN_SECRET"
+		if s.generatedSecret {
+			secret = s.tokenSecret
+		}
+		fmt.Fprintf(&b, "  token:     herald token --user 42 --token-secret %s\n", secret)
+	}
+	_, _ = io.WriteString(s.out, b.String())
+}
+
+// exampleChannel returns a channel clients may publish to in the
+// configured namespaces (the demo chat's lobby by default), or "".
+func (s *Server) exampleChannel() string {
+	if _, ok := s.cfg.Namespace("chat"); ok {
+		return "chat:lobby"
+	}
+	if _, ok := s.cfg.Namespace(""); ok {
+		return "lobby"
+	}
+	if len(s.cfg.Namespaces) > 0 {
+		return s.cfg.Namespaces[0].Name + ":example"
+	}
+	return ""
 }
 
 // URLs returns the base URL of the HTTP listener (http:// or https://) and

@@ -56,14 +56,20 @@ func startServer(t *testing.T, mutate func(*config.Config)) (*Server, *bytes.Buf
 // JSON object.
 func apiCall(t *testing.T, s *Server, key, method, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/api/"+method, strings.NewReader(body))
+	return apiCallWith(t, http.DefaultClient, "http://"+s.Addr(), key, method, body)
+}
+
+// apiCallWith is apiCall through client to the server at baseURL.
+func apiCallWith(t *testing.T, client *http.Client, baseURL, key, method, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/api/"+method, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if key != "" {
 		req.Header.Set("X-API-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

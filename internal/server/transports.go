@@ -19,6 +19,7 @@ func (n *node) newSocketTransports(tcpTLS *tls.Config) error {
 		t, err := tcptransport.New(tcptransport.Options{
 			Sessions:      n.sessions,
 			TLS:           tcpTLS,
+			Metrics:       n.metrics.Transport(tcptransport.TransportName),
 			MaxFrameSize:  int(n.cfg.MaxMessageSize),
 			QueueBytes:    n.cfg.ClientQueue.Bytes,
 			QueueMessages: n.cfg.ClientQueue.Messages,
@@ -31,7 +32,11 @@ func (n *node) newSocketTransports(tcpTLS *tls.Config) error {
 		n.tcpTLS = tcpTLS != nil
 	}
 	if n.cfg.UDPListen != "" {
-		u, err := udptransport.New(udptransport.Options{Sessions: n.sessions, Logger: n.log})
+		u, err := udptransport.New(udptransport.Options{
+			Sessions: n.sessions,
+			Logger:   n.log,
+			Metrics:  n.metrics.Transport(udptransport.TransportName),
+		})
 		if err != nil {
 			return fmt.Errorf("server: udp transport: %w", err)
 		}

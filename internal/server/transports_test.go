@@ -26,6 +26,13 @@ func dialTCP(t *testing.T, addr string) *tcpClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTCPClient(t, c)
+}
+
+// newTCPClient runs the JSON hello on c (plain or TLS) and closes c at the
+// end of the test.
+func newTCPClient(t *testing.T, c net.Conn) *tcpClient {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
 	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -113,6 +120,15 @@ func TestTCPTransport(t *testing.T) {
 			break
 		}
 	}
+	waitMetrics(t, s, map[string]func(string) bool{
+		"tcp messages read": func(p string) bool {
+			v, _ := metricValue(p, `herald_messages_received_total{transport="tcp"}`)
+			return v == 2
+		},
+		"tcp bytes read":             above(`herald_bytes_received_total{transport="tcp"}`, 0),
+		"tcp bytes written":          above(`herald_bytes_sent_total{transport="tcp"}`, 0),
+		"tcp publish-to-write timed": above(`herald_publish_to_write_seconds_count{transport="tcp"}`, 0),
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -16,6 +16,7 @@ func (n *node) newWSHandler() (http.Handler, error) {
 		Sessions:       n.sessions,
 		MaxMessageSize: int(n.cfg.MaxMessageSize),
 		Logger:         n.log,
+		Metrics:        n.metrics.Transport(wstransport.TransportName),
 		Accept: ws.AcceptOptions{
 			OriginPatterns: n.cfg.AllowedOrigins,
 			Conn: ws.ConnOptions{

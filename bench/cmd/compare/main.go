@@ -65,14 +65,14 @@ type sizes struct {
 var (
 	quickSizes = sizes{
 		idleConns: 2000, idleHold: 3 * time.Second,
-		fanoutSubs: 1000, fanoutRates: "25,50,100,200,400,800", fanoutStep: 5 * time.Second,
+		fanoutSubs: 1000, fanoutRates: "5,10,25,50,100,200,400,800", fanoutStep: 5 * time.Second,
 		echoConns: 200, echoDuration: 5 * time.Second,
 		manyClients: 2000, manyRates: "500,1000,2000,4000", manyStep: 5 * time.Second,
 		publishers: 32, connectConcur: 64,
 	}
 	fullSizes = sizes{
 		idleConns: 15000, idleHold: 10 * time.Second,
-		fanoutSubs: 5000, fanoutRates: "20,40,80,160,320,640", fanoutStep: 20 * time.Second,
+		fanoutSubs: 5000, fanoutRates: "4,10,20,40,80,160,320", fanoutStep: 20 * time.Second,
 		echoConns: 1000, echoDuration: 20 * time.Second,
 		manyClients: 10000, manyRates: "1000,2000,4000,8000", manyStep: 20 * time.Second,
 		publishers: 32, connectConcur: 128,

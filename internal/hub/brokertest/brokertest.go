@@ -16,6 +16,12 @@
 // names too). Expiry is checked with short TTLs (a few hundred
 // milliseconds) and polling deadlines, so backends must honour
 // millisecond-granularity TTLs.
+//
+// Brokers backed by a shared service also run RunTwoNodeSuite (two nodes
+// on one backend: ordering and shared state across nodes) and
+// RunOutageSuite (a private server stopped and restarted under traffic).
+// Recorder, the EventHandler the suites use, serves a broker package's
+// own tests too.
 package brokertest
 
 import (

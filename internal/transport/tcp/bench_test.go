@@ -65,6 +65,7 @@ type discard struct{}
 func (discard) Write([]byte) error                  { return nil }
 func (discard) WriteBuffers(...[]byte) error        { return nil }
 func (discard) Queued() (int, int)                  { return 0, 0 }
+func (discard) Totals() (uint64, uint64)            { return 0, 0 }
 func (discard) CloseAfterFlush(time.Duration) error { return nil }
 func (discard) Close() error                        { return nil }
 

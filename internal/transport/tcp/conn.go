@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/netpoll"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
@@ -19,6 +20,7 @@ type writer interface {
 	Write(b []byte) error
 	WriteBuffers(bs ...[]byte) error
 	Queued() (bytes, msgs int)
+	Totals() (queued, written uint64)
 	CloseAfterFlush(timeout time.Duration) error
 	Close() error
 }
@@ -49,15 +51,19 @@ type conn struct {
 	failed   bool         // a framing error ended the stream (handler-owned)
 	lastRead atomic.Int64 // unix nanoseconds
 	gone     bool         // OnClose ran; guarded by srv.mu
+
+	m      *metrics.Transport // nil: not counted
+	sample metrics.WriteSample
 }
 
 var (
-	_ session.Transport = (*conn)(nil)
-	_ netpoll.Handler   = (*conn)(nil)
+	_ session.Transport     = (*conn)(nil)
+	_ netpoll.Handler       = (*conn)(nil)
+	_ netpoll.WriteObserver = (*conn)(nil)
 )
 
 func newConn(srv *Server, codec wire.Codec, remote string) *conn {
-	c := &conn{srv: srv, codec: codec, remote: remote, ready: make(chan struct{})}
+	c := &conn{srv: srv, codec: codec, remote: remote, ready: make(chan struct{}), m: srv.opts.Metrics}
 	c.dec.MaxFrameSize = srv.opts.MaxFrameSize
 	if codec.Encoding() == wire.EncodingBinary {
 		c.format = formatBinaryFrame
@@ -111,11 +117,21 @@ func (c *conn) feed(s *session.Session, data []byte) {
 		}
 		data = data[n:]
 		if payload != nil {
+			c.m.Received(len(payload))
 			s.HandleMessage(payload)
 		}
 	}
 	// Return the reassembly buffer so an idle connection holds none.
 	c.dec.Release()
+}
+
+// OnWritten implements netpoll.WriteObserver: bytes reached the socket.
+func (c *conn) OnWritten(_ *netpoll.Conn, n int, written uint64) {
+	if c.m == nil {
+		return
+	}
+	c.m.Wrote(n)
+	c.sample.Written(c.m, written)
 }
 
 // OnClose implements netpoll.Handler.
@@ -153,6 +169,14 @@ func (c *conn) Send(msg []byte) error {
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// pushFrame is the shared encoding of a delivery in one codec: its
+// complete frame, and the choice of the one recipient whose write is
+// timed.
+type pushFrame struct {
+	b      []byte
+	sample metrics.SampleOnce
+}
+
 // encodeFrame returns an encoder building the complete frame of a push
 // in codec; it runs once per delivery and codec for the whole node.
 func encodeFrame(codec wire.Codec) func(*wire.Push) any {
@@ -160,13 +184,13 @@ func encodeFrame(codec wire.Codec) func(*wire.Push) any {
 		bp := framePool.Get().(*[]byte)
 		b, start := wire.StartFrame((*bp)[:0])
 		b = wire.FinishFrame(codec.AppendPush(b, p), start)
-		out := make([]byte, len(b))
-		copy(out, b)
+		pf := &pushFrame{b: make([]byte, len(b))}
+		copy(pf.b, b)
 		if cap(b) <= 64<<10 {
 			*bp = b[:0]
 			framePool.Put(bp)
 		}
-		return out
+		return pf
 	}
 }
 
@@ -180,12 +204,13 @@ var (
 // limits refuses it (slow consumer) while leaving the reserve for the
 // disconnect push.
 func (c *conn) SendDelivery(d *hub.Delivery) error {
-	var frame []byte
+	var pf *pushFrame
 	if c.format == formatBinaryFrame {
-		frame = d.Encoded(formatBinaryFrame, encodeBinaryFrame).([]byte)
+		pf = d.Encoded(formatBinaryFrame, encodeBinaryFrame).(*pushFrame)
 	} else {
-		frame = d.Encoded(formatJSONFrame, encodeJSONFrame).([]byte)
+		pf = d.Encoded(formatJSONFrame, encodeJSONFrame).(*pushFrame)
 	}
+	frame := pf.b
 	if qb, qm := c.out.Queued(); qb+len(frame) > c.srv.opts.QueueBytes || qm+1 > c.srv.opts.QueueMessages {
 		c.srv.overflows.Add(1)
 		return fmt.Errorf("tcptransport: %w: %w", session.ErrOverflow, netpoll.ErrQueueFull)
@@ -193,6 +218,13 @@ func (c *conn) SendDelivery(d *hub.Delivery) error {
 	err := c.out.Write(frame)
 	if errors.Is(err, netpoll.ErrQueueFull) {
 		c.srv.overflows.Add(1)
+	}
+	if err == nil && c.m != nil && pf.sample.Take() {
+		queued, _ := c.out.Totals()
+		if c.sample.Start(d.Created(), queued) {
+			_, written := c.out.Totals() // it may be out already
+			c.sample.Written(c.m, written)
+		}
 	}
 	return queueErr(err)
 }

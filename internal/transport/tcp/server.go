@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/netpoll"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
@@ -123,6 +124,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// Logger receives accept errors. Default: discard.
 	Logger *slog.Logger
+	// Metrics receives this transport's traffic counts (messages and
+	// bytes read, bytes written when they reach the socket) and the
+	// publish-to-write latency of one TCP recipient per publication.
+	// Default nil: not counted.
+	Metrics *metrics.Transport
 }
 
 // Stats are a Server's cumulative counters.

@@ -225,6 +225,7 @@ func (r *recorder) WriteBuffers(bs ...[]byte) error {
 	return nil
 }
 func (r *recorder) Queued() (int, int)                  { return 0, 0 }
+func (r *recorder) Totals() (uint64, uint64)            { return 0, 0 }
 func (r *recorder) CloseAfterFlush(time.Duration) error { return r.Close() }
 func (r *recorder) Close() error {
 	r.mu.Lock()

@@ -66,6 +66,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -118,6 +119,11 @@ type Options struct {
 	InboxSize int
 	// Logger receives socket errors. Default: discard.
 	Logger *slog.Logger
+	// Metrics receives this transport's traffic counts (messages and
+	// bytes read, datagram bytes written) and the publish-to-write
+	// latency of one UDP recipient per publication. Default nil: not
+	// counted.
+	Metrics *metrics.Transport
 }
 
 // Stats are a Server's cumulative counters (Sessions is a gauge).
@@ -274,6 +280,18 @@ func (s *Server) Serve(pc *net.UDPConn) error {
 	}
 }
 
+// write sends one datagram of hdr and payload to addr and counts it: in
+// the traffic metrics when the kernel took it, as a drop when not. It
+// reports whether it was sent.
+func (s *Server) write(sock *socket, addr netip.AddrPort, hdr, payload []byte) bool {
+	if err := sock.write(addr, hdr, payload); err != nil {
+		s.c.writeDrops.Add(1)
+		return false
+	}
+	s.opts.Metrics.Wrote(len(hdr) + len(payload))
+	return true
+}
+
 func (s *Server) isShutdown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,9 +309,7 @@ func (s *Server) handleDatagram(sock *socket, addr netip.AddrPort, d *wire.Datag
 			// A reset (10 bytes) answers a datagram of at least 26.
 			var b [wire.ResetSize]byte
 			out, _ := wire.AppendDatagram(b[:0], &wire.Datagram{Kind: wire.DatagramReset, Session: d.Session})
-			if sock.write(addr, out, nil) != nil {
-				s.c.writeDrops.Add(1)
-			}
+			s.write(sock, addr, out, nil)
 			s.c.resets.Add(1)
 			return
 		}

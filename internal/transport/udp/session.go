@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -220,6 +221,7 @@ func (us *udpSession) run() {
 		msg := us.inbox[0]
 		us.inbox = us.inbox[1:]
 		us.mu.Unlock()
+		us.srv.opts.Metrics.Received(len(msg))
 		us.s.HandleMessage(msg)
 	}
 }
@@ -251,9 +253,7 @@ func (us *udpSession) resendAccept(sock *socket, addr netip.AddrPort, size int) 
 	if accept == nil || len(accept) > size {
 		return
 	}
-	if sock.write(addr, accept, nil) != nil {
-		us.srv.c.writeDrops.Add(1)
-	}
+	us.srv.write(sock, addr, accept, nil)
 }
 
 // headerPool recycles data datagram headers: a header is needed only
@@ -268,6 +268,12 @@ func errorReply(id uint32, code uint32, msg string) []byte {
 // send writes msg (a reply or push from the session) in a data datagram,
 // or in the accept datagram when it is the reply to the connect command.
 func (us *udpSession) send(msg []byte) error {
+	_, err := us.sendData(msg)
+	return err
+}
+
+// sendData is send that also reports whether msg left in a data datagram.
+func (us *udpSession) sendData(msg []byte) (bool, error) {
 	srv := us.srv
 	limit := srv.opts.MaxDatagramSize - wire.DataHeaderSize
 	id, isReply := replyID(msg)
@@ -275,7 +281,7 @@ func (us *udpSession) send(msg []byte) error {
 	us.mu.Lock()
 	if us.closing {
 		us.mu.Unlock()
-		return errSessionClosed
+		return false, errSessionClosed
 	}
 	if !us.accepted {
 		if !isReply || id != us.connectID {
@@ -283,9 +289,9 @@ func (us *udpSession) send(msg []byte) error {
 			// address (a disconnect push after a refused connect is
 			// dropped: no session exists for the client).
 			us.mu.Unlock()
-			return nil
+			return false, nil
 		}
-		return us.sendAcceptLocked(msg)
+		return false, us.sendAcceptLocked(msg)
 	}
 	if isReply && len(msg) > limit {
 		msg = errorReply(id, wire.ErrLimitExceeded, "reply too large for a datagram")
@@ -298,7 +304,7 @@ func (us *udpSession) send(msg []byte) error {
 	if len(msg) > limit {
 		us.mu.Unlock()
 		srv.c.tooLarge.Add(1)
-		return nil
+		return false, nil
 	}
 	kind := wire.DatagramData
 	if isDisconnect(msg) {
@@ -309,12 +315,9 @@ func (us *udpSession) send(msg []byte) error {
 	hdr := wire.AppendDataHeader(hp[:0], kind, us.id, us.secret, us.seq)
 	sock, addr := us.sock, us.addr
 	us.mu.Unlock()
-	err := sock.write(addr, hdr, msg)
+	sent := srv.write(sock, addr, hdr, msg)
 	headerPool.Put(hp) // the datagram has been handed to the kernel
-	if err != nil {
-		srv.c.writeDrops.Add(1)
-	}
-	return nil
+	return sent, nil
 }
 
 // sendAcceptLocked answers the connect command with msg, its reply; it
@@ -344,9 +347,7 @@ func (us *udpSession) sendAcceptLocked(msg []byte) error {
 	us.accepted = ok
 	sock, addr := us.sock, us.addr
 	us.mu.Unlock()
-	if sock.write(addr, accept, nil) != nil {
-		srv.c.writeDrops.Add(1)
-	}
+	srv.write(sock, addr, accept, nil)
 	if !ok {
 		// No session exists for a refused connect.
 		us.terminate()
@@ -357,13 +358,26 @@ func (us *udpSession) sendAcceptLocked(msg []byte) error {
 // Send implements session.Transport.
 func (us *udpSession) Send(msg []byte) error { return us.send(msg) }
 
+// pushPayload is the shared encoding of a delivery for every UDP
+// recipient on the node, and the choice of the one whose write is timed.
+type pushPayload struct {
+	b      []byte
+	sample metrics.SampleOnce
+}
+
 // encodePayload encodes a push once for every UDP recipient on the node.
-func encodePayload(p *wire.Push) any { return wire.Binary.AppendPush(nil, p) }
+func encodePayload(p *wire.Push) any { return &pushPayload{b: wire.Binary.AppendPush(nil, p)} }
 
 // SendDelivery implements session.Transport: the shared payload gets this
-// session's header in the same sendmsg.
+// session's header in the same sendmsg. The write is synchronous, so the
+// first recipient that gets the datagram out times the delivery at once.
 func (us *udpSession) SendDelivery(d *hub.Delivery) error {
-	return us.send(d.Encoded(formatBinaryPayload, encodePayload).([]byte))
+	pp := d.Encoded(formatBinaryPayload, encodePayload).(*pushPayload)
+	sent, err := us.sendData(pp.b)
+	if sent && us.srv.opts.Metrics != nil && pp.sample.Take() {
+		us.srv.opts.Metrics.ObservePublishToWrite(d.Created())
+	}
+	return err
 }
 
 // Ping implements session.Transport: UDP has no transport ping; the ping

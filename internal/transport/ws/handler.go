@@ -16,6 +16,11 @@
 // bounded (ws.ConnOptions.QueueBytes and QueueMessages); a full queue
 // makes the session disconnect the client as a slow consumer (3001).
 //
+// With Options.Metrics the handler counts messages and bytes read, bytes
+// written to the sockets (when the poller writes them, not when they are
+// queued), and the publish-to-write latency of one WebSocket recipient per
+// publication.
+//
 // Heartbeats, connect timeouts and draining belong to the session.Manager
 // the Handler is given: the Manager's single goroutine pings every
 // connection (a ping push and a WebSocket ping frame), and Manager.Drain
@@ -32,6 +37,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/ws"
@@ -62,6 +68,9 @@ type Options struct {
 	MaxMessageSize int
 	// Logger receives handshake failures at debug level. Default: discard.
 	Logger *slog.Logger
+	// Metrics receives this transport's traffic counts and
+	// publish-to-write latency samples. Default nil: not counted.
+	Metrics *metrics.Transport
 }
 
 // Handler accepts WebSocket connections and runs the client protocol on
@@ -73,6 +82,7 @@ type Handler struct {
 	accept   ws.AcceptOptions
 	codec    wire.JSONCodec
 	log      *slog.Logger
+	metrics  *metrics.Transport
 }
 
 // NewHandler validates opts and returns a Handler.
@@ -94,6 +104,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		accept:   opts.Accept,
 		codec:    wire.JSONCodec{MaxMessageSize: opts.MaxMessageSize},
 		log:      opts.Logger,
+		metrics:  opts.Metrics,
 	}, nil
 }
 
@@ -111,7 +122,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	t := &transport{c: c, remote: r.RemoteAddr, ready: make(chan struct{})}
+	t := &transport{c: c, remote: r.RemoteAddr, ready: make(chan struct{}), m: h.metrics}
 	if err := c.Serve(t); err != nil {
 		close(t.ready) // no session: any handler call is a no-op
 		h.log.Debug("websocket serve failed", "remote", r.RemoteAddr, "err", err)
@@ -138,11 +149,15 @@ type transport struct {
 	// takes) because Serve starts delivering before the session exists.
 	s     *session.Session
 	ready chan struct{}
+
+	m      *metrics.Transport // nil: not counted
+	sample metrics.WriteSample
 }
 
 var (
 	_ session.Transport = (*transport)(nil)
 	_ ws.Handler        = (*transport)(nil)
+	_ ws.WriteObserver  = (*transport)(nil)
 )
 
 func (t *transport) session() *session.Session {
@@ -156,11 +171,21 @@ func (t *transport) OnMessage(_ *ws.Conn, typ ws.MessageType, data []byte) {
 	if s == nil {
 		return
 	}
+	t.m.Received(len(data))
 	if typ != ws.MessageText {
 		s.Disconnect(wire.Disconnect{Code: wire.DisconnectBadRequest, Reason: "binary messages are not supported"})
 		return
 	}
 	s.HandleMessage(data)
+}
+
+// OnWritten implements ws.WriteObserver: bytes reached the socket.
+func (t *transport) OnWritten(_ *ws.Conn, n int, written uint64) {
+	if t.m == nil {
+		return
+	}
+	t.m.Wrote(n)
+	t.sample.Written(t.m, written)
 }
 
 // OnClose implements ws.Handler.
@@ -189,6 +214,13 @@ func (t *transport) Send(msg []byte) error {
 
 var pushBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// pushFrame is the shared encoding of a delivery: its prepared frame, and
+// the choice of the one recipient whose write is timed.
+type pushFrame struct {
+	pm     *ws.PreparedMessage
+	sample metrics.SampleOnce
+}
+
 // encodePush builds the shared frame of a delivery; it runs once per
 // delivery for all WebSocket subscribers of the node.
 func encodePush(p *wire.Push) any {
@@ -199,13 +231,24 @@ func encodePush(p *wire.Push) any {
 		*bp = b[:0]
 		pushBufPool.Put(bp)
 	}
-	return pm
+	return &pushFrame{pm: pm}
 }
 
-// SendDelivery implements session.Transport.
+// SendDelivery implements session.Transport. The first recipient the
+// delivery is queued for also times it to the socket.
 func (t *transport) SendDelivery(d *hub.Delivery) error {
-	pm := d.Encoded(formatJSONText, encodePush).(*ws.PreparedMessage)
-	return queueErr(t.c.Enqueue(pm))
+	pf := d.Encoded(formatJSONText, encodePush).(*pushFrame)
+	if err := t.c.Enqueue(pf.pm); err != nil {
+		return queueErr(err)
+	}
+	if t.m != nil && pf.sample.Take() {
+		queued, _ := t.c.OutboundTotals()
+		if t.sample.Start(d.Created(), queued) {
+			_, written := t.c.OutboundTotals() // it may be out already
+			t.sample.Written(t.m, written)
+		}
+	}
+	return nil
 }
 
 // expiredCtx is an already canceled context: Ping with it queues the ping
