@@ -3,7 +3,6 @@ package ws
 import (
 	"errors"
 	"io"
-	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -190,36 +189,16 @@ func (f *inflater) start(dict []byte) error {
 	return f.fr.(flate.Resetter).Reset(&f.src, dict)
 }
 
-// errInflatedTooBig marks a message whose inflated size passed the read
+// errMessageTooBig marks a message whose (inflated) size passed the read
 // limit.
-var errInflatedTooBig = errors.New("inflated message exceeds the read limit")
+var errMessageTooBig = errors.New("message exceeds the read limit")
 
-// inflateAll appends the inflated message to dst, failing once it would
-// exceed limit bytes.
-func (f *inflater) inflateAll(dst []byte, limit int64) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			if int64(len(dst)) > limit {
-				return dst, errInflatedTooBig
-			}
-			// Never hold more than limit+1 bytes: one byte over is
-			// enough to know the message is too big.
-			grow := int64(max(512, min(cap(dst), 1<<20)))
-			grow = min(grow, limit+1-int64(len(dst)))
-			dst = slices.Grow(dst, int(grow))
-		}
-		n, err := f.fr.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if int64(len(dst)) > limit {
-			return dst, errInflatedTooBig
-		}
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
+// inflateAll appends the inflated message to the pooled buffer bp,
+// growing it through the size classes (see readMsgBuf), and returns the
+// buffer holding it. It fails with errMessageTooBig once more than limit
+// bytes come out, having inflated at most limit+1.
+func (f *inflater) inflateAll(bp *[]byte, limit int64) (*[]byte, error) {
+	return readMsgBuf(bp, f.fr, limit)
 }
 
 // appendWindow keeps the last size bytes of history+p: the dictionary the

@@ -77,9 +77,12 @@
 //
 // While a Read waits, the connection holds one pooled 8 KiB read buffer;
 // it goes back to the pool as soon as no unparsed bytes remain after a
-// message. Frames are written from pooled buffers (a server's large
-// payloads go out with writev, without a copy), so steady-state echo of
-// small messages allocates nothing.
+// message. Read allocates only the slice it returns, of the message's
+// size: a single-frame message is read straight into it, a fragmented or
+// compressed one is assembled in pooled buffers and copied into it once.
+// Frames are written from pooled buffers (a server's large payloads go
+// out with writev, without a copy), so steady-state echo with Reader
+// allocates nothing.
 //
 // # Event mode
 //
@@ -89,15 +92,21 @@
 // parser, an incremental state machine that keeps only what a partial
 // frame needs (at most 13 header bytes, or a pooled 125-byte buffer for a
 // split control frame). A message that arrives whole in one read is
-// delivered to Handler.OnMessage in place, without a copy; fragmented or
-// compressed messages are assembled in pooled buffers that return to the
-// pool right after the call. An idle event-mode connection therefore holds
-// no goroutine and no buffer: its cost is its structs (under 1 KiB
-// including the poller's, see BenchmarkIdleConnMemory).
+// delivered to Handler.OnMessage in place, without a copy (or inflated
+// from there when compressed); fragmented messages are assembled, and
+// compressed ones inflated, in buffers taken from pools by size class
+// (512 B to 1 MiB; a buffer that fills up moves to the next class) that
+// return to their pools right after the call, so a steady stream of
+// messages of any size allocates nothing to read them. An idle event-mode
+// connection therefore holds no goroutine and no buffer: its cost is its
+// structs (under 1 KiB including the poller's, about 975 B measured by
+// BenchmarkIdleConnMemory).
 //
 // Writes in event mode never wait for the network. Enqueue queues a
 // reference to a prepared message's shared frame; EnqueueMessage, Write
-// and Writer copy the message into a frame of its own. The connection's
+// and Writer copy the message into a frame of its own (a compressed
+// message is compressed in a pooled buffer first, so its frame is only as
+// large as its compressed form). The connection's
 // outbound queue is bounded by ConnOptions.QueueBytes and QueueMessages;
 // a message that would exceed them fails with ErrQueueFull, nothing is
 // queued, and the connection stays open, so the caller's slow-consumer

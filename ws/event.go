@@ -57,7 +57,7 @@ type eventState struct {
 
 	timerMu      sync.Mutex
 	timer        *time.Timer // bounds the closing handshake
-	timerStopped bool        // the connection ended: no timer needed // the close frame was handled or the connection failed
+	timerStopped bool        // the connection ended: no timer needed
 }
 
 // eventConn is the netpoll.Handler view of a Conn; keeping the methods
@@ -260,39 +260,42 @@ func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
 
 // onData assembles a message; it reports false when the connection failed.
 func (es *eventState) onData(c *Conn, ev frameEvent) bool {
-	if ev.first && ev.fin && !ev.compressed {
-		// The whole message is in this read: deliver it in place.
-		es.h.OnMessage(c, MessageType(ev.op), ev.data)
-		return true
+	if ev.first && ev.fin {
+		// The whole message is in this read: deliver (or inflate) it in
+		// place, without a copy.
+		return es.deliver(c, ev.op, ev.compressed, ev.data)
 	}
 	if ev.first {
+		// The first frame's size is the first guess; the buffer grows
+		// through the pools' size classes if the message is longer.
 		hint := int64(len(ev.data)) + c.parser.frameRemaining()
 		es.msgBuf = getMsgBuf(int(min(hint, 64<<10)))
 		es.msgOp, es.msgCompressed = ev.op, ev.compressed
 	}
-	*es.msgBuf = append(*es.msgBuf, ev.data...)
+	es.msgBuf = appendMsgBuf(es.msgBuf, ev.data)
 	if !ev.fin {
 		return true
 	}
-	payload := *es.msgBuf
-	var out *[]byte
-	if es.msgCompressed {
-		var perr *ProtocolError
-		out, perr = c.inflateMessage(payload, es.msgOp == opText)
-		if perr != nil {
-			putMsgBuf(es.msgBuf)
-			es.msgBuf = nil
-			es.fail(c, perr)
-			return false
-		}
-		payload = *out
-	}
-	es.h.OnMessage(c, MessageType(es.msgOp), payload)
+	ok := es.deliver(c, es.msgOp, es.msgCompressed, *es.msgBuf)
 	putMsgBuf(es.msgBuf)
 	es.msgBuf = nil
-	if out != nil {
-		putMsgBuf(out)
+	return ok
+}
+
+// deliver hands a complete message to the handler, inflating it first
+// when compressed; it reports false when the connection failed.
+func (es *eventState) deliver(c *Conn, op opcode, compressed bool, payload []byte) bool {
+	if !compressed {
+		es.h.OnMessage(c, MessageType(op), payload)
+		return true
 	}
+	out, perr := c.inflateMessage(payload, op == opText)
+	if perr != nil {
+		es.fail(c, perr)
+		return false
+	}
+	es.h.OnMessage(c, MessageType(op), *out)
+	putMsgBuf(out)
 	return true
 }
 
@@ -414,11 +417,10 @@ func (c *Conn) inflateMessage(compressed []byte, text bool) (*[]byte, *ProtocolE
 	if err := f.start(dict); err != nil {
 		return nil, failf(StatusInvalidFramePayloadData, "invalid compressed data: %v", err)
 	}
-	out := getMsgBuf(min(4*len(compressed)+64, 64<<10))
-	b, err := f.inflateAll(*out, c.readLimit)
-	*out = b
+	out, err := f.inflateAll(getMsgBuf(min(4*len(compressed)+64, 64<<10)), c.readLimit)
+	b := *out
 	switch {
-	case errors.Is(err, errInflatedTooBig):
+	case errors.Is(err, errMessageTooBig):
 		putMsgBuf(out)
 		return nil, failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", c.readLimit)
 	case err != nil:
@@ -432,37 +434,4 @@ func (c *Conn) inflateMessage(compressed []byte, text bool) (*[]byte, *ProtocolE
 		c.readDict = appendWindow(c.readDict, b, c.readDictN)
 	}
 	return out, nil
-}
-
-// Message buffers of event mode come from pools by capacity class, so an
-// idle connection holds none.
-var msgBufClasses = [...]int{512, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20}
-
-var msgBufPools [len(msgBufClasses)]sync.Pool
-
-func getMsgBuf(size int) *[]byte {
-	for i, c := range msgBufClasses {
-		if size <= c {
-			if bp, ok := msgBufPools[i].Get().(*[]byte); ok {
-				return bp
-			}
-			b := make([]byte, 0, c)
-			return &b
-		}
-	}
-	b := make([]byte, 0, size)
-	return &b
-}
-
-func putMsgBuf(bp *[]byte) {
-	c := cap(*bp)
-	for i := len(msgBufClasses) - 1; i >= 0; i-- {
-		if c >= msgBufClasses[i] {
-			if c <= 2*msgBufClasses[i] {
-				*bp = (*bp)[:0]
-				msgBufPools[i].Put(bp)
-			}
-			return
-		}
-	}
 }

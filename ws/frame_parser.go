@@ -97,6 +97,13 @@ func (p *frameParser) frameRemaining() int64 {
 	return 0
 }
 
+// inFinalFrame reports whether the payload being read belongs to a frame
+// with FIN set: with frameRemaining, it tells that a message's size is
+// known.
+func (p *frameParser) inFinalFrame() bool {
+	return p.stage == stagePayload && p.fin
+}
+
 // release returns pooled memory; the parser stays usable.
 func (p *frameParser) release() {
 	if p.ctrl != nil && (p.ctrlOut || p.ctrlLen == 0) {

@@ -64,15 +64,18 @@ func (pm *PreparedMessage) compressedFor(level, bits int) (frame, payload []byte
 			return d.frame, d.payload
 		}
 	}
+	// Compress into a pooled buffer and keep an exact-size frame: the
+	// frame lives as long as the message.
 	dw := getDeflateWriter(level, bits)
-	const reserve = maxFrameHeader
-	out := dw.compress(make([]byte, reserve, reserve+len(pm.payload)/2+64), pm.payload)
+	bp := getWriteBuf()
+	out := dw.compress(bp.b[:0], pm.payload)
 	putDeflateWriter(dw)
-	n := len(out) - reserve
-	hl := frameHeaderLen(n, false)
-	start := reserve - hl
-	appendFrameHeader(out[start:start], true, true, pm.op, n, false, [4]byte{})
-	d := preparedDeflate{level: level, bits: bits, frame: out[start:], payload: out[reserve:]}
+	hl := frameHeaderLen(len(out), false)
+	frame = make([]byte, 0, hl+len(out))
+	frame = appendFrameHeader(frame, true, true, pm.op, len(out), false, [4]byte{})
+	frame = append(frame, out...)
+	putWriteBuf(bp, out)
+	d := preparedDeflate{level: level, bits: bits, frame: frame, payload: frame[hl:]}
 	pm.deflated = append(pm.deflated, d)
 	return d.frame, d.payload
 }

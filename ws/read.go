@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,17 +46,36 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var buf []byte
-	if !m.compressed {
-		// The first frame's length is a good guess of the message size.
-		hint := int64(len(m.pending)) + c.parser.frameRemaining()
-		buf = make([]byte, 0, max(hint, 64))
+	typ := m.typ
+	if !m.compressed && (m.fin || c.parser.inFinalFrame()) {
+		// A single frame: its length is the message's, read it into a
+		// slice of exactly that size.
+		n := int64(len(m.pending)) + c.parser.frameRemaining()
+		buf, err := m.readAll(make([]byte, 0, n))
+		if err != nil {
+			return 0, nil, err
+		}
+		return typ, buf, nil
 	}
-	buf, err = m.readAll(buf)
+	// Fragmented or compressed: the size is known only at the end.
+	// Assemble the message in pooled buffers and copy it once into a
+	// slice of its size, rather than growing the caller's slice (each
+	// step of which would be garbage).
+	hint := int64(len(m.pending)) + c.parser.frameRemaining()
+	if m.compressed {
+		hint = 4*int64(len(m.inf.src.cur)) + 64
+	}
+	bp, err := readMsgBuf(getMsgBuf(int(min(hint, 64<<10))), (*messageBody)(m), math.MaxInt64)
 	if err != nil {
+		putMsgBuf(bp)
+		m.finish(err)
 		return 0, nil, err
 	}
-	return m.typ, buf, nil
+	m.finish(io.EOF)
+	buf := make([]byte, len(*bp))
+	copy(buf, *bp)
+	putMsgBuf(bp)
+	return typ, buf, nil
 }
 
 // Reader waits for the next data message and returns a reader for its
@@ -432,16 +453,10 @@ func (m *messageReader) finish(err error) {
 	m.c.releaseReadBuf()
 }
 
-// readAll appends the rest of the message to buf. The caller holds
-// readMu.
+// readAll reads the rest of the message into buf, which has room for it
+// (a single frame of known length). The caller holds readMu.
 func (m *messageReader) readAll(buf []byte) ([]byte, error) {
-	if buf == nil {
-		buf = make([]byte, 0, 512)
-	}
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
 		n, err := m.read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
@@ -451,7 +466,20 @@ func (m *messageReader) readAll(buf []byte) ([]byte, error) {
 			}
 			return nil, err
 		}
+		if len(buf) == cap(buf) {
+			// Not expected, since buf was sized for the message; an
+			// empty read must not spin.
+			buf = slices.Grow(buf, 512)
+		}
 	}
+}
+
+// messageBody is the io.Reader view of a messageReader for a caller that
+// holds readMu: the rest of the current message, without finishing it.
+type messageBody messageReader
+
+func (b *messageBody) Read(p []byte) (int, error) {
+	return (*messageReader)(b).read(p)
 }
 
 // discard reads and drops the rest of the message. The caller holds

@@ -117,49 +117,29 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 }
 
 // writeCompressedLocked compresses p as one message and sends it as one
-// frame.
+// frame. The compressed bytes go to a pooled buffer: in event mode the
+// frame queued is then a copy of exactly their size, not a buffer sized
+// for the worst case.
 func (c *Conn) writeCompressedLocked(ctx context.Context, op opcode, p []byte) error {
+	takeover := c.wdeflate != nil
+	if c.ev != nil && takeover && !c.ev.mayFit(len(p)+64, c.opts) {
+		// Refuse before compressing: a compressed message that is not
+		// sent would desynchronise the peer's LZ77 window.
+		return ErrQueueFull
+	}
 	dw := c.wdeflate
 	if dw == nil {
 		dw = getDeflateWriter(c.deflate.level, c.deflate.writeWindowBits)
 		defer putDeflateWriter(dw)
 	}
-	if c.ev != nil {
-		takeover := c.wdeflate != nil
-		if takeover && !c.ev.mayFit(len(p)+64, c.opts) {
-			// Refuse before compressing: a compressed message that is
-			// not sent would desynchronise the peer's LZ77 window.
-			return ErrQueueFull
-		}
-		// The frame is queued by reference: build it in its own memory,
-		// leaving room for the header.
-		out := dw.compress(make([]byte, maxFrameHeader, maxFrameHeader+len(p)/2+64), p)
-		err := c.ev.queueFrame(c.frameInPlace(out, true, true, op))
-		if err != nil && takeover {
-			c.streamBroken(err)
-		}
-		return err
-	}
 	bp := getWriteBuf()
 	out := dw.compress(bp.b[:0], p)
 	err := c.writeFrameLocked(ctx, true, true, op, out)
 	putWriteBuf(bp, out)
-	return err
-}
-
-// frameInPlace turns buf, whose first maxFrameHeader bytes are reserved
-// and whose rest is the payload, into a frame, masking it on a client.
-func (c *Conn) frameInPlace(buf []byte, fin, rsv1 bool, op opcode) []byte {
-	payload := buf[maxFrameHeader:]
-	masked := !c.isServer
-	key := newMaskKey(masked)
-	hl := frameHeaderLen(len(payload), masked)
-	start := maxFrameHeader - hl
-	appendFrameHeader(buf[start:start], fin, rsv1, op, len(payload), masked, key)
-	if masked {
-		maskBytes(key, 0, payload)
+	if err != nil && takeover && c.ev != nil {
+		c.streamBroken(err)
 	}
-	return buf[start:]
+	return err
 }
 
 // newMaskKey returns a fresh masking key. The runtime's generator is

@@ -74,6 +74,8 @@ func serve(ctx context.Context, restore func(), env Env, args []string, started 
 		fmt.Fprintf(fs.Output(), "Usage: herald serve [flags]\n\n"+
 			"Runs a node. With no configuration it listens on 127.0.0.1:8080 with the demo\n"+
 			"at /, generating and printing an API key and a token secret.\n"+
+			"SIGHUP reloads the TLS certificate (tls.cert_file, tls.key_file); SIGINT and\n"+
+			"SIGTERM drain the clients and stop.\n"+
 			"Precedence: flags > HERALD_* environment > --config file > defaults.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}

@@ -66,7 +66,10 @@ type Options struct {
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 	// Out receives the API key and token secret generated when the
-	// configuration has none (loopback or --insecure only). Default
+	// configuration has none (loopback or --insecure only), and, once
+	// Start succeeded, a short summary for a person at the terminal: the
+	// URLs, an example publish with curl and an example token command
+	// (configured secrets appear there only as placeholders). Default
 	// os.Stdout.
 	Out io.Writer
 }
@@ -338,11 +341,7 @@ func (s *Server) Start(ctx context.Context) error {
 	httpURL, wsURL := s.urlsLocked()
 	attrs := []any{"version", s.version, "node", s.cfg.Node, "http", httpURL, "ws", wsURL}
 	if socks.tcp != nil {
-		tcp := socks.tcp.Addr().String()
-		if s.node.tcpTLS {
-			tcp += " (tls)"
-		}
-		attrs = append(attrs, "tcp", tcp)
+		attrs = append(attrs, "tcp", socks.tcp.Addr().String(), "tcp_tls", s.node.tcpTLS)
 	}
 	if socks.udp != nil {
 		attrs = append(attrs, "udp", socks.udp.LocalAddr().String())

@@ -2,10 +2,11 @@ package testcert
 
 import (
 	"crypto/tls"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -27,13 +28,31 @@ func TestHandshake(t *testing.T) {
 		name   string
 		wantOK bool
 	}{{"127.0.0.1", true}, {"herald.test", true}, {"other.test", false}} {
-		a, b := net.Pipe()
-		srv := tls.Server(a, c.ServerConfig())
+		// Loopback TCP, not net.Pipe: its buffers let both sides write
+		// their flights and alerts without waiting for the other to read.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan error, 1)
-		go func() { done <- srv.Handshake(); a.Close() }()
-		err := tls.Client(b, c.ClientConfig(tc.name)).Handshake()
-		b.Close()
+		go func() {
+			conn, err := ln.Accept()
+			if err != nil {
+				done <- err
+				return
+			}
+			defer conn.Close()
+			done <- tls.Server(conn, c.ServerConfig()).Handshake()
+		}()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		err = tls.Client(conn, c.ClientConfig(tc.name)).Handshake()
+		conn.Close()
 		<-done
+		ln.Close()
 		var invalid x509.HostnameError
 		switch {
 		case tc.wantOK && err != nil:

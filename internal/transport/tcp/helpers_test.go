@@ -9,40 +9,19 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/membroker"
 	"github.com/heraldhq/herald/internal/netpoll"
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testnode"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type countMetrics struct {
-	mu     sync.Mutex
-	closed map[uint16]int
-}
-
-func (c *countMetrics) SessionOpened(string) {}
-func (c *countMetrics) SessionClosed(_ string, code uint16) {
-	c.mu.Lock()
-	c.closed[code]++
-	c.mu.Unlock()
-}
-func (c *countMetrics) Command(wire.Method, uint32) {}
-func (c *countMetrics) Sent(session.MessageKind)    {}
-
-func (c *countMetrics) closedWith(code uint16) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed[code]
-}
 
 type testServer struct {
 	t       testing.TB
@@ -50,7 +29,7 @@ type testServer struct {
 	hub     *hub.Hub
 	m       *session.Manager
 	srv     *Server
-	metrics *countMetrics
+	metrics *testnode.Metrics
 	tls     *tls.Config // client config when the server uses TLS
 }
 
@@ -66,53 +45,36 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-func newHub(t testing.TB) (*hub.Hub, func(context.Context)) {
-	t.Helper()
-	b := membroker.New(membroker.Options{})
-	h, err := hub.New(hub.Config{Broker: b, Presence: b, Namespaces: hub.NamespaceMap{
-		"":     {AllowPublish: true, AllowAnonymous: true},
-		"chat": {HistorySize: 100, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return h, func(ctx context.Context) {
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("broker close: %v", err)
-		}
-	}
+// testNamespaces are the hub namespaces the transport tests use.
+var testNamespaces = hub.NamespaceMap{
+	"":     {AllowPublish: true, AllowAnonymous: true},
+	"chat": {HistorySize: 100, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
 }
 
 func newServer(t testing.TB, adjust func(*session.Config, *Options), wrap func(net.Listener) net.Listener) *testServer {
 	t.Helper()
-	h, stopHub := newHub(t)
-	met := &countMetrics{closed: map[uint16]int{}}
-	cfg := session.Config{Hub: h, AllowAnonymous: true, Metrics: met}
 	poller, err := netpoll.New(netpoll.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := Options{Poller: poller, CloseTimeout: 500 * time.Millisecond}
-	if adjust != nil {
-		adjust(&cfg, &opts)
-	}
-	m, err := session.NewManager(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Sessions = m
+	node := testnode.Start(t, testnode.Config{
+		Hub: hub.Config{Namespaces: testNamespaces},
+		Session: func(cfg *session.Config) {
+			if adjust != nil {
+				adjust(cfg, &opts)
+			}
+		},
+	})
+	opts.Sessions = node.Sessions
 	srv, err := New(opts)
 	if err != nil {
+		poller.Close()
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		poller.Close()
 		t.Fatal(err)
 	}
 	if wrap != nil {
@@ -123,9 +85,7 @@ func newServer(t testing.TB, adjust func(*session.Config, *Options), wrap func(n
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "test over", Reconnect: true}, 0); err != nil {
-			t.Errorf("drain: %v", err)
-		}
+		node.Drain(ctx)
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
@@ -135,11 +95,10 @@ func newServer(t testing.TB, adjust func(*session.Config, *Options), wrap func(n
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v", err)
 		}
-		m.Close()
+		node.Close(ctx)
 		poller.Close()
-		stopHub(ctx)
 	})
-	return &testServer{t: t, addr: ln.Addr().String(), hub: h, m: m, srv: srv, metrics: met}
+	return &testServer{t: t, addr: ln.Addr().String(), hub: node.Hub, m: node.Sessions, srv: srv, metrics: node.Metrics}
 }
 
 // client is a protocol client over a raw socket.

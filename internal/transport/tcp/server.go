@@ -29,6 +29,10 @@
 // consumer (3001). A small reserve above those limits keeps room for the
 // replies and the final disconnect push.
 //
+// With Options.Metrics, bytes are counted as sent when the poller writes
+// them (netpoll.WriteObserver), and one TCP recipient per publication is
+// timed from the delivery's creation to the write that completes its frame.
+//
 // # Liveness
 //
 // TCP has no transport-level ping: the session.Manager sends ping pushes

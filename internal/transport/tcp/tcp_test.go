@@ -3,16 +3,9 @@ package tcptransport
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -20,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testcert"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -413,7 +407,7 @@ func TestSlowConsumer(t *testing.T) {
 		t.Fatalf("slow client received all %d publications", received)
 	}
 	waitFor(t, "slow subscriber removed", func() bool { return s.hub.NumSubscribers("feed") == 1 })
-	waitFor(t, "closed with 3001", func() bool { return s.metrics.closedWith(wire.DisconnectSlowConsumer) == 1 })
+	waitFor(t, "closed with 3001", func() bool { return s.metrics.ClosedWith(wire.DisconnectSlowConsumer) == 1 })
 	// The fast client keeps receiving.
 	if _, err := s.hub.Publish(context.Background(), "feed", []byte(`"after"`), nil); err != nil {
 		t.Fatal(err)
@@ -463,7 +457,7 @@ func TestHalfOpen(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "silent client disconnected", func() bool { return s.metrics.closedWith(wire.DisconnectNoPong) == 1 })
+	waitFor(t, "silent client disconnected", func() bool { return s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
 	waitFor(t, "presence cleaned", func() bool {
 		p, err := s.hub.Presence(context.Background(), "chat:presence")
 		if err != nil {
@@ -481,45 +475,17 @@ func TestHalfOpen(t *testing.T) {
 	alive.nc.Close()
 	<-pongs
 	silent.expectDisconnect(wire.DisconnectNoPong)
-	if s.metrics.closedWith(wire.DisconnectNoPong) != 1 {
+	if s.metrics.ClosedWith(wire.DisconnectNoPong) != 1 {
 		t.Fatal("the answering client was disconnected too")
 	}
 }
 
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "herald.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 func TestTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert := testcert.New(t, "127.0.0.1")
 	s := newServer(t, func(_ *session.Config, o *Options) {
-		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		o.TLS = cert.ServerConfig()
 	}, nil)
-	s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	s.tls = cert.ClientConfig("127.0.0.1")
 	a := s.connect(wire.EncodingBinary)
 	b := s.connect(wire.EncodingJSON)
 	a.subscribe("chat:tls")

@@ -14,32 +14,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/membroker"
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testnode"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type countMetrics struct {
-	mu     sync.Mutex
-	closed map[uint16]int
-}
-
-func (c *countMetrics) SessionOpened(string) {}
-func (c *countMetrics) SessionClosed(_ string, code uint16) {
-	c.mu.Lock()
-	c.closed[code]++
-	c.mu.Unlock()
-}
-func (c *countMetrics) Command(wire.Method, uint32) {}
-func (c *countMetrics) Sent(session.MessageKind)    {}
-
-func (c *countMetrics) closedWith(code uint16) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed[code]
-}
 
 type testServer struct {
 	t       testing.TB
@@ -47,33 +27,24 @@ type testServer struct {
 	hub     *hub.Hub
 	m       *session.Manager
 	srv     *Server
-	metrics *countMetrics
+	metrics *testnode.Metrics
 }
 
 func newServer(t testing.TB, adjust func(*session.Config, *Options)) *testServer {
 	t.Helper()
-	b := membroker.New(membroker.Options{})
-	h, err := hub.New(hub.Config{Broker: b, Presence: b, Namespaces: hub.NamespaceMap{
-		"":     {AllowPublish: true, AllowAnonymous: true},
-		"chat": {HistorySize: 1000, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	met := &countMetrics{closed: map[uint16]int{}}
-	cfg := session.Config{Hub: h, AllowAnonymous: true, Metrics: met}
 	opts := Options{Workers: 2}
-	if adjust != nil {
-		adjust(&cfg, &opts)
-	}
-	m, err := session.NewManager(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Sessions = m
+	node := testnode.Start(t, testnode.Config{
+		Hub: hub.Config{Namespaces: hub.NamespaceMap{
+			"":     {AllowPublish: true, AllowAnonymous: true},
+			"chat": {HistorySize: 1000, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
+		}},
+		Session: func(cfg *session.Config) {
+			if adjust != nil {
+				adjust(cfg, &opts)
+			}
+		},
+	})
+	opts.Sessions = node.Sessions
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +58,7 @@ func newServer(t testing.TB, adjust func(*session.Config, *Options)) *testServer
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "test over", Reconnect: true}, 0); err != nil {
-			t.Errorf("drain: %v", err)
-		}
+		node.Drain(ctx)
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
@@ -99,15 +68,8 @@ func newServer(t testing.TB, adjust func(*session.Config, *Options)) *testServer
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v", err)
 		}
-		m.Close()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("broker close: %v", err)
-		}
 	})
-	return &testServer{t: t, addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), hub: h, m: m, srv: srv, metrics: met}
+	return &testServer{t: t, addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), hub: node.Hub, m: node.Sessions, srv: srv, metrics: node.Metrics}
 }
 
 // uclient is a protocol client written from docs/protocol.md.

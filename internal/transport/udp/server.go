@@ -38,7 +38,9 @@
 // buffer is full the datagram is dropped and counted, which UDP clients
 // handle like any loss (gaps in offsets, command retries). Messages larger
 // than Options.MaxDatagramSize are not sent: publications are counted in
-// Stats.TooLarge, replies are replaced by error 106.
+// Stats.TooLarge, replies are replaced by error 106. With Options.Metrics
+// every datagram the kernel takes is counted, and the first recipient of
+// each publication is timed from the delivery's creation to its sendmsg.
 //
 // # Goroutines and locks
 //

@@ -242,7 +242,7 @@ func TestSessionExpiry(t *testing.T) {
 		}
 		break
 	}
-	waitFor(t, "session forgotten", func() bool { return s.srv.Stats().Sessions == 0 && s.metrics.closedWith(wire.DisconnectNoPong) == 1 })
+	waitFor(t, "session forgotten", func() bool { return s.srv.Stats().Sessions == 0 && s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
 	// The client's next datagram gets a reset.
 	c.writeRaw(c.data(wire.DatagramData, nil))
 	d, _, err := c.readDatagram(5 * time.Second)
@@ -266,7 +266,7 @@ func TestKeepalivesKeepSession(t *testing.T) {
 		<-tick.C
 		c.writeRaw(c.data(wire.DatagramData, nil))
 	}
-	if s.srv.Stats().Sessions != 1 || s.metrics.closedWith(wire.DisconnectNoPong) != 0 {
+	if s.srv.Stats().Sessions != 1 || s.metrics.ClosedWith(wire.DisconnectNoPong) != 0 {
 		t.Fatal("session expired despite keepalives")
 	}
 	// A client close ends it without an answer.

@@ -1,0 +1,49 @@
+package testwait
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestUntilReturnsOnceTrue(t *testing.T) {
+	var n atomic.Int32
+	timer := time.AfterFunc(20*time.Millisecond, func() { n.Store(1) })
+	defer timer.Stop()
+	calls := 0
+	Until(t, "flag", func() bool { calls++; return n.Load() == 1 })
+	if calls < 2 {
+		t.Fatalf("cond evaluated %d times; it was false at first", calls)
+	}
+}
+
+// failRecorder captures a Fatalf instead of ending the test.
+type failRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *failRecorder) Helper() {}
+func (f *failRecorder) Fatalf(format string, args ...any) {
+	f.msg = format
+	panic(f)
+}
+
+func TestUntilFailsAfterTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the full timeout")
+	}
+	f := &failRecorder{TB: t}
+	start := time.Now()
+	func() {
+		defer func() {
+			if r := recover(); r != f {
+				t.Fatalf("recovered %v, want the recorded failure", r)
+			}
+		}()
+		Until(f, "never", func() bool { return false })
+	}()
+	if f.msg == "" || time.Since(start) < Timeout {
+		t.Fatalf("failure %q after %v", f.msg, time.Since(start))
+	}
+}
