@@ -121,6 +121,8 @@ func BenchmarkReadAssembly(b *testing.B) {
 			d = &deflateParams{writeNoContextTakeover: true, readNoContextTakeover: true}
 		}
 		b.Run("event/"+tc.name, func(b *testing.B) {
+			// Event mode without a poller: the socket is never read, the
+			// bytes go straight to OnData.
 			c := newConn(connConfig{netConn: &replayConn{stream: tc.stream, chunk: 1}, isServer: true, deflate: d})
 			h := &countingHandler{b: b, size: tc.size}
 			c.ev = &eventState{h: h}

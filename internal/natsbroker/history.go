@@ -449,21 +449,12 @@ func (b *Broker) History(ctx context.Context, channel string, opts hub.HistoryOp
 		if opts.Limit == 0 || h.kind == kindEpoch || (opts.Since != nil && opts.Since.Epoch != h.epoch) {
 			return true, nil
 		}
-		pubs, err := b.readRetained(ctx, subject, h)
+		pubs, err := b.readSelected(ctx, subject, h, opts)
 		if err != nil {
 			return false, err
 		}
-		if opts.Since != nil {
-			i, _ := slices.BinarySearchFunc(pubs, opts.Since.Offset+1, func(p storedPub, o uint64) int {
-				return cmpUint(p.offset, o)
-			})
-			pubs = pubs[i:]
-		}
 		if opts.Reverse {
 			slices.Reverse(pubs)
-		}
-		if opts.Limit > 0 && len(pubs) > opts.Limit {
-			pubs = pubs[:opts.Limit]
 		}
 		res.Publications = make([]*hub.Publication, 0, len(pubs))
 		for _, sp := range pubs {
@@ -477,58 +468,6 @@ func (b *Broker) History(ctx context.Context, channel string, opts hub.HistoryOp
 		return true, nil
 	})
 	return res, err
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// readRetained returns the publications of h's epoch that are visible: after
-// the last marker, within the newest h.size offsets, not expired; oldest
-// first.
-func (b *Broker) readRetained(ctx context.Context, subject string, h *streamHead) ([]storedPub, error) {
-	if h.kind != kindPublication && h.kind != kindRemoved {
-		return nil, nil
-	}
-	var lowest uint64 // publications must have offsets above this
-	if uint64(h.size) < h.offset {
-		lowest = h.offset - uint64(h.size)
-	}
-	now := time.Now()
-	var out []storedPub
-	for seq := uint64(1); seq <= h.seq; {
-		m, err := b.historyStream().GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m.Sequence > h.seq {
-			break // appended after the head was read
-		}
-		seq = m.Sequence + 1
-		kind := m.Header.Get(hdrKind)
-		if kind != kindPublication {
-			out = out[:0] // markers hide everything before them
-			continue
-		}
-		off, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
-		if err != nil || m.Header.Get(hdrEpoch) != h.epoch || off <= lowest {
-			continue
-		}
-		if ttl := parseMS(m.Header.Get(hdrTTL)); ttl > 0 && !now.Before(m.Time.Add(ttl)) {
-			continue
-		}
-		out = append(out, storedPub{offset: off, data: m.Data})
-	}
-	return out, nil
 }
 
 // RemoveHistory implements hub.Broker: a marker hides the publications and

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 // nopHandler counts closes and bytes; one instance serves many
@@ -101,7 +103,7 @@ func measureIdle(t testing.TB, n int, fallback bool) idleCost {
 	clear(servers) // epoll: the original net.Conns are closed and garbage now
 	if !fallback {
 		// Let every registration's first turn (an EAGAIN read) finish.
-		waitFor(t, "workers idle", func() bool {
+		testwait.Until(t, "workers idle", func() bool {
 			for _, c := range conns {
 				if c.epoll.sched.Load() != 0 {
 					return false
@@ -115,10 +117,10 @@ func measureIdle(t testing.TB, n int, fallback bool) idleCost {
 	for _, c := range conns {
 		c.Close()
 	}
-	waitFor(t, "OnClose", func() bool { return h.closes.Load() == int64(n) })
+	testwait.Until(t, "OnClose", func() bool { return h.closes.Load() == int64(n) })
 	clear(conns)
 	if fallback {
-		waitFor(t, "readers gone", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
+		testwait.Until(t, "readers gone", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
 	}
 	heapClosed, stacksClosed := liveMemory()
 	return idleCost{

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testcert"
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 func TestEchoManyConns(t *testing.T) {
@@ -76,7 +79,7 @@ func TestEchoManyConns(t *testing.T) {
 			t.Fatalf("OnClose err %v, want io.EOF", err)
 		}
 	}
-	waitFor(t, "open count 0", func() bool { return p.Stats().Open == 0 })
+	testwait.Until(t, "open count 0", func() bool { return p.Stats().Open == 0 })
 }
 
 func TestEchoUnixSocket(t *testing.T) {
@@ -135,7 +138,7 @@ func TestUnixgramGetsFallback(t *testing.T) {
 		t.Fatal("datagram socket moved to epoll")
 	}
 	b.Write([]byte("dgram"))
-	waitFor(t, "datagram", func() bool { return string(rec.received()) == "dgram" })
+	testwait.Until(t, "datagram", func() bool { return string(rec.received()) == "dgram" })
 	c.Close()
 	if err := rec.waitClosed(t); err != nil {
 		t.Fatalf("OnClose err %v", err)
@@ -144,7 +147,8 @@ func TestUnixgramGetsFallback(t *testing.T) {
 
 func TestEchoFallbackTLS(t *testing.T) {
 	p := newTestPoller(t, Options{})
-	serverCfg, clientCfg := testTLSConfigs(t)
+	cert := testcert.New(t, "127.0.0.1")
+	serverCfg, clientCfg := cert.ServerConfig(), cert.ClientConfig("127.0.0.1")
 	ln := listen(t)
 	s, cl := tcpPair(t, ln)
 	tlsServer := tls.Server(s, serverCfg)
@@ -227,7 +231,7 @@ func TestWritesCoalesceIntoOneWritev(t *testing.T) {
 	if got := readFull(t, client, want.Len()); !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("got %q", got)
 	}
-	waitFor(t, "queue drained", func() bool { b, m := c.Queued(); return b == 0 && m == 0 })
+	testwait.Until(t, "queue drained", func() bool { b, m := c.Queued(); return b == 0 && m == 0 })
 	if n := p.Stats().Writes - before; n != 1 {
 		t.Fatalf("%d queued writes took %d writev calls, want 1", msgs, n)
 	}
@@ -259,7 +263,7 @@ func TestWritevCapsIovecs(t *testing.T) {
 	if got := readFull(t, client, want.Len()); !bytes.Equal(got, want.Bytes()) {
 		t.Fatal("payload mismatch")
 	}
-	waitFor(t, "queue drained", func() bool { _, m := c.Queued(); return m == 0 })
+	testwait.Until(t, "queue drained", func() bool { _, m := c.Queued(); return m == 0 })
 	// 2*msgs iovecs at most maxIovecs per call.
 	if n, min := p.Stats().Writes-before, uint64(2*msgs+maxIovecs-1)/maxIovecs; n != min {
 		t.Fatalf("writev calls %d, want %d", n, min)
@@ -289,7 +293,7 @@ func TestPartialWritesResumeOnEPOLLOUT(t *testing.T) {
 		}
 	}
 	// Nobody reads yet: the socket fills and the flush waits for EPOLLOUT.
-	waitFor(t, "a blocked flush", func() bool { return p.Stats().WriteBlocked > 0 })
+	testwait.Until(t, "a blocked flush", func() bool { return p.Stats().WriteBlocked > 0 })
 	if b, _ := c.Queued(); b == 0 {
 		t.Fatal("queue drained although the peer reads nothing")
 	}
@@ -307,7 +311,7 @@ func TestPartialWritesResumeOnEPOLLOUT(t *testing.T) {
 	if !bytes.Equal(got, payload) {
 		t.Fatal("payload corrupted")
 	}
-	waitFor(t, "queue drained", func() bool { b, m := c.Queued(); return b == 0 && m == 0 })
+	testwait.Until(t, "queue drained", func() bool { b, m := c.Queued(); return b == 0 && m == 0 })
 	if st := p.Stats(); st.WriteBlocked < 2 || st.Writes < 3 {
 		t.Fatalf("expected several partial flushes: %+v", st)
 	}
@@ -418,7 +422,7 @@ func TestPeerCloseClosesSocket(t *testing.T) {
 	expectEOF(t, client)
 	assertNoCloseWait(t, ln.Addr().(*net.TCPAddr).Port)
 	client.Close()
-	waitFor(t, "descriptors released", func() bool { return openFDs(t) <= baseline })
+	testwait.Until(t, "descriptors released", func() bool { return openFDs(t) <= baseline })
 	if err := c.Write([]byte("x")); err != ErrClosed {
 		t.Fatalf("Write after peer close: %v", err)
 	}
@@ -618,7 +622,8 @@ func TestCloseAfterFlush(t *testing.T) {
 	})
 	t.Run("fallback-tls", func(t *testing.T) {
 		p := newTestPoller(t, Options{})
-		serverCfg, clientCfg := testTLSConfigs(t)
+		cert := testcert.New(t, "127.0.0.1")
+		serverCfg, clientCfg := cert.ServerConfig(), cert.ClientConfig("127.0.0.1")
 		s, cl := tcpPair(t, listen(t))
 		rec := newRecorder(false)
 		c, err := p.Register(tls.Server(s, serverCfg), rec)
@@ -691,7 +696,7 @@ func TestCloseAfterFlushTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write([]byte("done"))
-		waitFor(t, "flush", func() bool { _, m := c.Queued(); return m == 0 })
+		testwait.Until(t, "flush", func() bool { _, m := c.Queued(); return m == 0 })
 		c.CloseAfterFlush(20 * time.Millisecond)
 		// Everything was sent; the peer just never closes: nil error.
 		if err := rec.waitClosed(t); err != nil {
@@ -818,7 +823,7 @@ func TestBufferedDeliveredFirst(t *testing.T) {
 			if _, err := p.Register(server, rec, ConnOptions{Buffered: []byte("hello "), UserData: 42}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "all bytes", func() bool { return len(rec.received()) == 11 })
+			testwait.Until(t, "all bytes", func() bool { return len(rec.received()) == 11 })
 			if got := rec.received(); string(got) != "hello world" {
 				t.Fatalf("got %q", got)
 			}
@@ -850,7 +855,7 @@ func TestSuspendResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			client.Write([]byte("a"))
-			waitFor(t, "first byte", func() bool { return len(rec.received()) == 1 })
+			testwait.Until(t, "first byte", func() bool { return len(rec.received()) == 1 })
 			wrote := make(chan struct{})
 			go func() {
 				client.Write([]byte("b")) // on a pipe this completes only once read
@@ -868,7 +873,7 @@ func TestSuspendResume(t *testing.T) {
 			}
 			suspend.Store(false)
 			c.ResumeRead()
-			waitFor(t, "second byte", func() bool { return string(rec.received()) == "ab" })
+			testwait.Until(t, "second byte", func() bool { return string(rec.received()) == "ab" })
 			<-wrote
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 // observingRecorder is a recorder that also implements WriteObserver.
@@ -62,7 +64,7 @@ func TestWriteObserver(t *testing.T) {
 				total += len(m)
 			}
 			readFull(t, client, total)
-			waitFor(t, "every byte reported written", func() bool {
+			testwait.Until(t, "every byte reported written", func() bool {
 				sum, _, _ := obs.state()
 				return sum == uint64(total)
 			})

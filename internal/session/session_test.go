@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -427,8 +428,8 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatalf("fast client message %d: %+v", i, p)
 		}
 	}
-	waitFor(t, "slow-consumer close counted", func() bool { return e.metrics.closedWith(wire.DisconnectSlowConsumer) == 1 })
-	waitFor(t, "slow client removed from hub", func() bool { return e.hub.NumSubscribers("feed") == 1 })
+	testwait.Until(t, "slow-consumer close counted", func() bool { return e.metrics.closedWith(wire.DisconnectSlowConsumer) == 1 })
+	testwait.Until(t, "slow client removed from hub", func() bool { return e.hub.NumSubscribers("feed") == 1 })
 }
 
 func TestServerDisconnectAndUnsubscribe(t *testing.T) {
@@ -453,7 +454,7 @@ func TestServerDisconnectAndUnsubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.expectDisconnect(wire.DisconnectForceNoReconnect)
-	waitFor(t, "session removed", func() bool { return e.m.Len() == 0 })
+	testwait.Until(t, "session removed", func() bool { return e.m.Len() == 0 })
 }
 
 func TestDrain(t *testing.T) {

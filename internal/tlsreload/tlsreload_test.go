@@ -1,20 +1,16 @@
 package tlsreload
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/testcert"
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -23,29 +19,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // certificate with the given common name.
 func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     []string{cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	c := testcert.New(t, cn)
+	return c.CertPEM, c.KeyPEM
 }
 
 func writePair(t *testing.T, dir string, cert, key []byte) (string, string) {
@@ -60,6 +35,22 @@ func writePair(t *testing.T, dir string, cert, key []byte) (string, string) {
 	return cf, kf
 }
 
+// startReloader writes a new certificate for one.test into a temporary
+// directory and starts a Reloader on it polling every poll (-1: never). It
+// returns the file names and the PEM key, and closes the Reloader when the
+// test ends.
+func startReloader(t *testing.T, poll time.Duration) (r *Reloader, certFile, keyFile string, keyPEM []byte) {
+	t.Helper()
+	c1, k1 := selfSigned(t, "one.test")
+	cf, kf := writePair(t, t.TempDir(), c1, k1)
+	r, err := NewWithOptions(Options{CertFile: cf, KeyFile: kf, PollInterval: poll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, cf, kf, k1
+}
+
 func commonName(t *testing.T, r *Reloader) string {
 	t.Helper()
 	c, err := r.GetCertificate(&tls.ClientHelloInfo{})
@@ -70,19 +61,12 @@ func commonName(t *testing.T, r *Reloader) string {
 }
 
 func TestReloadExplicit(t *testing.T) {
-	dir := t.TempDir()
-	c1, k1 := selfSigned(t, "one.test")
-	cf, kf := writePair(t, dir, c1, k1)
-	r, err := NewWithOptions(Options{CertFile: cf, KeyFile: kf, PollInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, cf, _, _ := startReloader(t, -1)
 	if got := commonName(t, r); got != "one.test" {
 		t.Fatalf("CN %q", got)
 	}
 	c2, k2 := selfSigned(t, "two.test")
-	writePair(t, dir, c2, k2)
+	writePair(t, filepath.Dir(cf), c2, k2)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +76,8 @@ func TestReloadExplicit(t *testing.T) {
 }
 
 func TestBadFilesKeepOldCertificate(t *testing.T) {
-	dir := t.TempDir()
-	c1, k1 := selfSigned(t, "one.test")
-	cf, kf := writePair(t, dir, c1, k1)
-	r, err := NewWithOptions(Options{CertFile: cf, KeyFile: kf, PollInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, cf, _, k1 := startReloader(t, -1)
+	dir := filepath.Dir(cf)
 
 	// A key that does not match the certificate.
 	c2, _ := selfSigned(t, "two.test")
@@ -137,29 +115,16 @@ func TestNewFailsOnBadFiles(t *testing.T) {
 }
 
 func TestReloadOnFileChange(t *testing.T) {
-	dir := t.TempDir()
-	c1, k1 := selfSigned(t, "one.test")
-	cf, kf := writePair(t, dir, c1, k1)
-	r, err := NewWithOptions(Options{CertFile: cf, KeyFile: kf, PollInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, cf, kf, _ := startReloader(t, 5*time.Millisecond)
 
 	c2, k2 := selfSigned(t, "two.test")
-	writePair(t, dir, c2, k2)
+	writePair(t, filepath.Dir(cf), c2, k2)
 	// Make the change visible even on file systems with coarse mtimes.
 	future := time.Now().Add(2 * time.Second)
 	if err := os.Chtimes(cf, future, future); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for commonName(t, r) != "two.test" {
-		if time.Now().After(deadline) {
-			t.Fatal("file change not picked up")
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+	testwait.Until(t, "the file change to be picked up", func() bool { return commonName(t, r) == "two.test" })
 
 	// A later bad write keeps two.test.
 	if err := os.WriteFile(kf, []byte("broken"), 0o600); err != nil {
@@ -169,19 +134,11 @@ func TestReloadOnFileChange(t *testing.T) {
 	if err := os.Chtimes(kf, later, later); err != nil {
 		t.Fatal(err)
 	}
-	waitTried := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Until(t, "the bad key file to be examined", func() bool {
 		r.mu.Lock()
-		tried := r.seen.keyMod.Equal(later)
-		r.mu.Unlock()
-		if tried {
-			break
-		}
-		if time.Now().After(waitTried) {
-			t.Fatal("bad key file never examined")
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+		defer r.mu.Unlock()
+		return r.seen.keyMod.Equal(later)
+	})
 	if got := commonName(t, r); got != "two.test" {
 		t.Fatalf("CN %q after a bad key write, want two.test", got)
 	}
@@ -194,14 +151,7 @@ func TestReloadOnFileChange(t *testing.T) {
 }
 
 func TestHandshakeUsesCurrentCertificate(t *testing.T) {
-	dir := t.TempDir()
-	c1, k1 := selfSigned(t, "one.test")
-	cf, kf := writePair(t, dir, c1, k1)
-	r, err := NewWithOptions(Options{CertFile: cf, KeyFile: kf, PollInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, cf, _, _ := startReloader(t, -1)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", r.TLSConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +181,7 @@ func TestHandshakeUsesCurrentCertificate(t *testing.T) {
 		t.Fatalf("handshake CN %q", got)
 	}
 	c2, k2 := selfSigned(t, "two.test")
-	writePair(t, dir, c2, k2)
+	writePair(t, filepath.Dir(cf), c2, k2)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/session"
 	"github.com/heraldhq/herald/internal/testcert"
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -68,7 +69,7 @@ func TestHelloTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectEOF(t, nc)
-	waitFor(t, "hello failure counted", func() bool { return s.srv.Stats().HelloFailed == 1 })
+	testwait.Until(t, "hello failure counted", func() bool { return s.srv.Stats().HelloFailed == 1 })
 }
 
 func TestConnectSubscribePublish(t *testing.T) {
@@ -105,7 +106,7 @@ func TestConnectSubscribePublish(t *testing.T) {
 			}
 			// A client that closes its socket leaves.
 			a.nc.Close()
-			waitFor(t, "client removed", func() bool { return s.hub.NumSubscribers("chat:room") == 2 })
+			testwait.Until(t, "client removed", func() bool { return s.hub.NumSubscribers("chat:room") == 2 })
 		})
 	}
 }
@@ -344,7 +345,7 @@ func TestBadFrames(t *testing.T) {
 	if r := c.call(&wire.Command{Method: wire.MethodPing}); r.Error != nil {
 		t.Fatalf("ping after a bad command: %+v", r.Error)
 	}
-	waitFor(t, "bad connections closed", func() bool { return s.srv.Stats().Open == 1 })
+	testwait.Until(t, "bad connections closed", func() bool { return s.srv.Stats().Open == 1 })
 }
 
 func TestSlowConsumer(t *testing.T) {
@@ -406,8 +407,8 @@ func TestSlowConsumer(t *testing.T) {
 	if received >= n {
 		t.Fatalf("slow client received all %d publications", received)
 	}
-	waitFor(t, "slow subscriber removed", func() bool { return s.hub.NumSubscribers("feed") == 1 })
-	waitFor(t, "closed with 3001", func() bool { return s.metrics.ClosedWith(wire.DisconnectSlowConsumer) == 1 })
+	testwait.Until(t, "slow subscriber removed", func() bool { return s.hub.NumSubscribers("feed") == 1 })
+	testwait.Until(t, "closed with 3001", func() bool { return s.metrics.ClosedWith(wire.DisconnectSlowConsumer) == 1 })
 	// The fast client keeps receiving.
 	if _, err := s.hub.Publish(context.Background(), "feed", []byte(`"after"`), nil); err != nil {
 		t.Fatal(err)
@@ -457,8 +458,8 @@ func TestHalfOpen(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "silent client disconnected", func() bool { return s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
-	waitFor(t, "presence cleaned", func() bool {
+	testwait.Until(t, "silent client disconnected", func() bool { return s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
+	testwait.Until(t, "presence cleaned", func() bool {
 		p, err := s.hub.Presence(context.Background(), "chat:presence")
 		if err != nil {
 			t.Fatal(err)
@@ -520,7 +521,7 @@ func TestShutdown(t *testing.T) {
 	if _, err := pending.Write([]byte("HR")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "hello phase", func() bool { return s.srv.Stats().Accepted == 2 })
+	testwait.Until(t, "hello phase", func() bool { return s.srv.Stats().Accepted == 2 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -228,17 +228,6 @@ func (c *uclient) call(cmd *wire.Command, retry time.Duration) *wire.Reply {
 	return nil
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval
-	}
-}
-
 // relay forwards datagrams between one client and the server, dropping,
 // duplicating and reordering data datagrams as its seeded generator
 // decides. Connect and accept pass untouched.

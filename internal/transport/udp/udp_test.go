@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -33,7 +34,7 @@ func TestConnect(t *testing.T) {
 	msg := wire.Binary.AppendCommand(nil, &wire.Command{ID: 1, Method: wire.MethodConnect, Connect: &wire.ConnectParams{}})
 	short := connectDatagram(t, 7, &wire.Command{ID: 1, Method: wire.MethodConnect, Connect: &wire.ConnectParams{}})[:wire.ConnectHeaderSize+len(msg)+10]
 	c.writeRaw(short)
-	waitFor(t, "short connect counted", func() bool { return s.srv.Stats().Malformed == 1 })
+	testwait.Until(t, "short connect counted", func() bool { return s.srv.Stats().Malformed == 1 })
 	c.expectSilence()
 
 	// Padded: accepted, and the accept is smaller than the connect.
@@ -72,13 +73,13 @@ func TestConnect(t *testing.T) {
 	if r, err := wire.Binary.DecodeReply(d.Message, nil); err != nil || r.Error == nil || r.Error.Code != wire.ErrNotConnected {
 		t.Fatalf("refusal reply %+v %v", r, err)
 	}
-	waitFor(t, "refused session gone", func() bool { return s.srv.Stats().Sessions == 1 })
+	testwait.Until(t, "refused session gone", func() bool { return s.srv.Stats().Sessions == 1 })
 
 	// Garbage in a padded connect: no answer at all.
 	garbage := make([]byte, wire.MinConnectDatagramSize)
 	copy(garbage, []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 0xff, 0xff, 0xff})
 	c.writeRaw(garbage)
-	waitFor(t, "garbage session gone", func() bool { return s.srv.Stats().Accepted == 3 && s.srv.Stats().Sessions == 1 })
+	testwait.Until(t, "garbage session gone", func() bool { return s.srv.Stats().Accepted == 3 && s.srv.Stats().Sessions == 1 })
 	c.expectSilence()
 }
 
@@ -106,7 +107,7 @@ func TestUnknownSessionAndSpoofing(t *testing.T) {
 	attacker.writeRaw(attacker.data(wire.DatagramData, unsub))
 	attacker.writeRaw(attacker.data(wire.DatagramData, nil))
 	attacker.writeRaw(attacker.data(wire.DatagramClose, nil))
-	waitFor(t, "spoofed datagrams dropped", func() bool { return s.srv.Stats().BadSecret == 3 })
+	testwait.Until(t, "spoofed datagrams dropped", func() bool { return s.srv.Stats().BadSecret == 3 })
 	attacker.expectSilence()
 
 	// Traffic still goes to the victim, still subscribed.
@@ -137,7 +138,7 @@ func TestUnknownSessionAndSpoofing(t *testing.T) {
 	// back.
 	victim.seq = 1
 	victim.writeRaw(victim.data(wire.DatagramData, nil))
-	waitFor(t, "replay dropped", func() bool { return s.srv.Stats().Replayed >= 1 })
+	testwait.Until(t, "replay dropped", func() bool { return s.srv.Stats().Replayed >= 1 })
 	if _, err := s.hub.Publish(context.Background(), "chat:spoof", []byte(`"still moved"`), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestSubscribePublishAndLimits(t *testing.T) {
 	if _, err := s.hub.Publish(context.Background(), "chat:room", big, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "oversized publication counted", func() bool { return s.srv.Stats().TooLarge == 1 })
+	testwait.Until(t, "oversized publication counted", func() bool { return s.srv.Stats().TooLarge == 1 })
 	if _, err := s.hub.Publish(context.Background(), "chat:room", []byte(`"small"`), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestSessionExpiry(t *testing.T) {
 		}
 		break
 	}
-	waitFor(t, "session forgotten", func() bool { return s.srv.Stats().Sessions == 0 && s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
+	testwait.Until(t, "session forgotten", func() bool { return s.srv.Stats().Sessions == 0 && s.metrics.ClosedWith(wire.DisconnectNoPong) == 1 })
 	// The client's next datagram gets a reset.
 	c.writeRaw(c.data(wire.DatagramData, nil))
 	d, _, err := c.readDatagram(5 * time.Second)
@@ -271,7 +272,7 @@ func TestKeepalivesKeepSession(t *testing.T) {
 	}
 	// A client close ends it without an answer.
 	c.writeRaw(c.data(wire.DatagramClose, nil))
-	waitFor(t, "closed by the client", func() bool { return s.srv.Stats().Sessions == 0 })
+	testwait.Until(t, "closed by the client", func() bool { return s.srv.Stats().Sessions == 0 })
 }
 
 // TestLossyDelivery runs a subscriber through a relay that drops,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/ws"
 )
@@ -226,7 +227,7 @@ func TestHeartbeat(t *testing.T) {
 	defer wg.Wait()
 	defer alive.c.CloseNow()
 
-	waitFor(t, "presence of the silent client removed", func() bool {
+	testwait.Until(t, "presence of the silent client removed", func() bool {
 		p, err := s.hub.Presence(context.Background(), "chat:hb")
 		_, present := p[silentID]
 		return err == nil && !present
@@ -241,7 +242,7 @@ func TestHeartbeat(t *testing.T) {
 			t.Fatal("responsive client's connection ended")
 		}
 	}
-	if n := s.metrics.closedWith(wire.DisconnectNoPong); n != 1 {
+	if n := s.metrics.ClosedWith(wire.DisconnectNoPong); n != 1 {
 		t.Fatalf("%d clients closed for silence, want only the silent one", n)
 	}
 }
@@ -343,7 +344,7 @@ func TestRecoveryNumberedStream(t *testing.T) {
 				accept(p.Publication)
 			}
 		}
-		waitFor(t, "old session gone", func() bool { return s.m.Len() == 0 })
+		testwait.Until(t, "old session gone", func() bool { return s.m.Len() == 0 })
 		c = s.connect("")
 		r := c.call("subscribe", map[string]any{"channel": channel, "since": map[string]any{"offset": pos.Offset, "epoch": pos.Epoch}})
 		if r.Error != nil || !r.Subscribe.Recovered {
@@ -405,7 +406,7 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatalf("fast client got %+v", p)
 		}
 	}
-	waitFor(t, "slow consumer disconnected", func() bool { return s.metrics.closedWith(wire.DisconnectSlowConsumer) == 1 })
+	testwait.Until(t, "slow consumer disconnected", func() bool { return s.metrics.ClosedWith(wire.DisconnectSlowConsumer) == 1 })
 	if got := s.hub.NumSubscribers("feed"); got != 1 {
 		t.Fatalf("%d subscribers left, want the fast one", got)
 	}
@@ -477,7 +478,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	}
 	// Handshake goroutines of net/http end shortly after the upgrade.
 	var after int
-	waitFor(t, "goroutines to settle", func() bool {
+	testwait.Until(t, "goroutines to settle", func() bool {
 		after = runtime.NumGoroutine()
 		return after-before < n/10
 	})

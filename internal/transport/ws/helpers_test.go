@@ -8,17 +8,15 @@ import (
 	"net"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/membroker"
 	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testnode"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/ws"
 )
@@ -37,20 +35,6 @@ var clientCodec = wire.JSONCodec{MaxMessageSize: 8 << 20}
 
 var testSecret = []byte("wstransport-test-secret-0123456789")
 
-type countMetrics struct {
-	mu     sync.Mutex
-	closed map[uint16]int
-}
-
-func (c *countMetrics) SessionOpened(string) {}
-func (c *countMetrics) SessionClosed(_ string, code uint16) {
-	c.mu.Lock()
-	c.closed[code]++
-	c.mu.Unlock()
-}
-func (c *countMetrics) Command(wire.Method, uint32) {}
-func (c *countMetrics) Sent(session.MessageKind)    {}
-
 // muteConn is a client socket whose writes can be silently dropped: a
 // peer whose outgoing traffic no longer arrives (a dead uplink).
 type muteConn struct {
@@ -65,18 +49,13 @@ func (m *muteConn) Write(p []byte) (int, error) {
 	return m.Conn.Write(p)
 }
 
-func (c *countMetrics) closedWith(code uint16) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed[code]
-}
-
 type server struct {
 	t       testing.TB
 	url     string
 	hub     *hub.Hub
 	m       *session.Manager
-	metrics *countMetrics
+	metrics *testnode.Metrics
+	node    *testnode.Node
 }
 
 func newServer(t testing.TB, adjust func(*session.Config, *Options)) *server {
@@ -99,34 +78,22 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 
 func newServerWith(t testing.TB, adjust func(*session.Config, *Options), wrap func(net.Listener) net.Listener) *server {
 	t.Helper()
-	b := membroker.New(membroker.Options{})
-	h, err := hub.New(hub.Config{Broker: b, Presence: b, MaxConnectionsPerUser: 2, Namespaces: hub.NamespaceMap{
-		"":        {AllowPublish: true, AllowAnonymous: true},
-		"private": {AllowPublish: true},
-		"ro":      {AllowAnonymous: true, HistorySize: 10, AllowHistory: true},
-		"chat":    {HistorySize: 5000, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{HMACSecret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	met := &countMetrics{closed: map[uint16]int{}}
-	cfg := session.Config{Hub: h, Verifier: v, AllowAnonymous: true, Metrics: met}
 	opts := Options{}
-	if adjust != nil {
-		adjust(&cfg, &opts)
-	}
-	m, err := session.NewManager(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Sessions = m
+	node := testnode.Start(t, testnode.Config{
+		Hub: hub.Config{MaxConnectionsPerUser: 2, Namespaces: hub.NamespaceMap{
+			"":        {AllowPublish: true, AllowAnonymous: true},
+			"private": {AllowPublish: true},
+			"ro":      {AllowAnonymous: true, HistorySize: 10, AllowHistory: true},
+			"chat":    {HistorySize: 5000, AllowHistory: true, Presence: true, AllowPresence: true, AllowPublish: true, AllowAnonymous: true},
+		}},
+		Secret: testSecret,
+		Session: func(cfg *session.Config) {
+			if adjust != nil {
+				adjust(cfg, &opts)
+			}
+		},
+	})
+	opts.Sessions = node.Sessions
 	handler, err := NewHandler(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -139,29 +106,14 @@ func newServerWith(t testing.TB, adjust func(*session.Config, *Options), wrap fu
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "test over", Reconnect: true}, 0); err != nil {
-			t.Errorf("drain: %v", err)
-		}
-		m.Close()
+		node.Drain(ctx)
 		srv.Close()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("broker close: %v", err)
-		}
+		node.Close(ctx)
 	})
-	return &server{t: t, url: "ws" + strings.TrimPrefix(srv.URL, "http"), hub: h, m: m, metrics: met}
+	return &server{t: t, url: "ws" + strings.TrimPrefix(srv.URL, "http"), hub: node.Hub, m: node.Sessions, metrics: node.Metrics, node: node}
 }
 
-func (s *server) token(sub string) string {
-	s.t.Helper()
-	tok, err := auth.Sign(auth.Claims{Subject: sub}, auth.HS256, testSecret)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return tok
-}
+func (s *server) token(sub string) string { return s.node.Token(sub) }
 
 // wsClient is a protocol client over the ws package's blocking API.
 type wsClient struct {
@@ -315,17 +267,6 @@ func expectError(t *testing.T, r *wire.Reply, code uint32) {
 	t.Helper()
 	if r.Error == nil || r.Error.Code != code {
 		t.Fatalf("reply %+v error %+v, want error %d", r, r.Error, code)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval
 	}
 }
 
