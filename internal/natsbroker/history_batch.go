@@ -130,11 +130,16 @@ func (b *Broker) scanSubject(ctx context.Context, subject string, last uint64, f
 	name := cons.CachedInfo().Name
 	defer b.deleteReader(ctx, name)
 
-	// Messages matching the filter when the consumer was made: the read
-	// never pulls more, so no pull waits for messages that are not there.
+	// Pulls do not wait for messages: each returns what the subject holds
+	// at once. They are sized by the count the server reported when the
+	// consumer was made, so that the last one needs no end-of-batch reply;
+	// should that count fall short, full pulls go on until the head.
 	remaining := cons.CachedInfo().NumPending
-	for remaining > 0 {
-		want := int(min(remaining, historyBatch))
+	for {
+		want := historyBatch
+		if remaining > 0 {
+			want = int(min(remaining, historyBatch))
+		}
 		batch, err := cons.FetchNoWait(want)
 		if err != nil {
 			return fmt.Errorf("pull history: %w", err)
@@ -143,14 +148,17 @@ func (b *Broker) scanSubject(ctx context.Context, subject string, last uint64, f
 		if err != nil {
 			return err
 		}
-		if done || got < want {
-			// Reached the head, or messages were purged meanwhile and
-			// the subject ended early.
+		if done {
 			return nil
 		}
-		remaining -= uint64(got)
+		if got < want {
+			// The subject ended before the head: its messages were purged
+			// meanwhile, unless the pull was cut short by a lost
+			// connection, which must not pass for a short history.
+			return b.check()
+		}
+		remaining -= min(remaining, uint64(got))
 	}
-	return nil
 }
 
 // drainBatch hands batch's messages up to stream sequence last to fn. It

@@ -199,9 +199,7 @@ func TestHistorySkipsExpired(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d publications still visible after their TTL", len(res.Publications))
 		}
-		// Expiry compares stored times with the clock: waiting for it is
-		// the point of this loop.
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll: expiry takes time to pass
 	}
 	head := publishN(t, b, ch, 6, 3, hist(100))
 	for _, tc := range []struct {
@@ -294,6 +292,26 @@ func TestHistorySelection(t *testing.T) {
 			}
 		})
 	}
+
+	// A publication that starts a new epoch after the old one expired
+	// appends no marker: the old epoch's messages are skipped by epoch.
+	t.Run("reset without marker", func(t *testing.T) {
+		h := &streamHead{kind: kindPublication, offset: 2, epoch: "D", size: 100}
+		sel := newHistorySelection(h, hub.HistoryOptions{Limit: -1}, now)
+		for _, e := range []struct {
+			off   uint64
+			epoch string
+		}{{1, "C"}, {2, "C"}, {3, "C"}, {1, "D"}, {2, "D"}} {
+			sel.add(selMsg(kindPublication, e.off, e.epoch, 0), old, []byte("x"))
+		}
+		var got []uint64
+		for _, p := range sel.result() {
+			got = append(got, p.offset)
+		}
+		if !slices.Equal(got, []uint64{1, 2}) {
+			t.Fatalf("kept %v, want [1 2]", got)
+		}
+	})
 }
 
 // BenchmarkHistory1000 reads a channel with 1,000 retained publications:

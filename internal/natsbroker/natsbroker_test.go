@@ -61,39 +61,39 @@ func dropStorage(t testing.TB, url, prefix string) {
 	})
 }
 
+// testOptions fills in what a test leaves out: a prefix of its own and
+// the generous suite timeout.
+func testOptions(o Options) Options {
+	if o.Prefix == "" {
+		o.Prefix = uniquePrefix()
+	}
+	if o.OpTimeout == 0 {
+		o.OpTimeout = suiteOpTimeout
+	}
+	return o
+}
+
+// newTestBroker returns a broker that is closed when the test ends.
 func newTestBroker(t *testing.T, opts Options) *Broker {
 	t.Helper()
-	if opts.Prefix == "" {
-		opts.Prefix = uniquePrefix()
-	}
-	if opts.OpTimeout == 0 {
-		opts.OpTimeout = suiteOpTimeout
-	}
-	b, err := New(opts)
+	b, err := New(testOptions(opts))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	brokertest.CloseAtEnd(t, b)
 	return b
+}
+
+// suiteBrokers is the suites' constructor of brokers made with opts.
+func suiteBrokers(opts Options) func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+	return brokertest.Constructor(func() (*Broker, error) { return New(testOptions(opts)) })
 }
 
 func TestSuite(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := uniquePrefix()
 	dropStorage(t, url, prefix)
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{URL: url, Prefix: prefix, Storage: MemoryStorage, OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{URL: url, Prefix: prefix, Storage: MemoryStorage}))
 }
 
 func hist(n int) hub.PublishOptions {
@@ -105,13 +105,7 @@ func TestTwoNodes(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := uniquePrefix()
 	dropStorage(t, url, prefix)
-	brokertest.RunTwoNodeSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{URL: url, Prefix: prefix, Storage: MemoryStorage, OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunTwoNodeSuite(t, suiteBrokers(Options{URL: url, Prefix: prefix, Storage: MemoryStorage}))
 }
 
 // TestOutageAndRecovery stops a private NATS server during traffic. The

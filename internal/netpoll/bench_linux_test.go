@@ -91,10 +91,7 @@ func measureIdle(t testing.TB, n int, fallback bool) idleCost {
 		if fallback {
 			s = wrappedConn{s}
 		}
-		c, err := p.Register(s, h)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, h)
 		if c.Fallback() != fallback {
 			t.Fatalf("Fallback() = %v", c.Fallback())
 		}

@@ -14,10 +14,7 @@ func TestEchoFallbackPipe(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	rec := newRecorder(true)
-	c, err := p.Register(server, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, server, rec)
 	if !c.Fallback() {
 		t.Fatal("net.Pipe did not get the fallback")
 	}
@@ -46,10 +43,7 @@ func TestUserData(t *testing.T) {
 	seen := make(chan any, 1)
 	rec := newRecorder(false)
 	rec.onData = func(c *Conn, _ []byte) { seen <- c.UserData() }
-	c, err := p.Register(s, rec, ConnOptions{UserData: "first"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, rec, ConnOptions{UserData: "first"})
 	go client.Write([]byte("x"))
 	if v := <-seen; v != "first" {
 		t.Fatalf("UserData %v", v)

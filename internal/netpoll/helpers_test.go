@@ -28,6 +28,16 @@ func newTestPoller(t testing.TB, opts Options) *Poller {
 	return p
 }
 
+// register registers nc with h on p and fails the test if it cannot.
+func register(t testing.TB, p *Poller, nc net.Conn, h Handler, opts ...ConnOptions) *Conn {
+	t.Helper()
+	c, err := p.Register(nc, h, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // listen returns a loopback TCP listener closed at cleanup.
 func listen(t testing.TB) net.Listener {
 	t.Helper()
@@ -41,6 +51,19 @@ func listen(t testing.TB) net.Listener {
 
 // tcpPair returns the accepted (server) and dialed (client) ends of a
 // loopback TCP connection. The client end is closed at cleanup.
+// connPair returns a connected server/client pair for a poller path:
+// TCP sockets for "epoll", a net.Pipe served by the goroutine fallback
+// otherwise. The fallback pair's client is closed when the test ends.
+func connPair(t testing.TB, path string) (server, client net.Conn) {
+	t.Helper()
+	if path == "epoll" {
+		return tcpPair(t, listen(t))
+	}
+	server, client = net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	return server, client
+}
+
 func tcpPair(t testing.TB, ln net.Listener) (server *net.TCPConn, client *net.TCPConn) {
 	t.Helper()
 	type res struct {

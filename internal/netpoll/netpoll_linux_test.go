@@ -28,10 +28,7 @@ func TestEchoManyConns(t *testing.T) {
 	for i := range conns {
 		s, c := tcpPair(t, ln)
 		recs[i] = newRecorder(true)
-		pc, err := p.Register(s, recs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
+		pc := register(t, p, s, recs[i])
 		if pc.Fallback() {
 			t.Fatal("TCP connection got the fallback")
 		}
@@ -104,10 +101,7 @@ func TestEchoUnixSocket(t *testing.T) {
 		t.Fatal("accept failed")
 	}
 	rec := newRecorder(true)
-	c, err := p.Register(server, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, server, rec)
 	if c.Fallback() {
 		t.Fatal("unix stream socket got the fallback")
 	}
@@ -130,10 +124,7 @@ func TestUnixgramGetsFallback(t *testing.T) {
 	}
 	defer b.Close()
 	rec := newRecorder(false)
-	c, err := p.Register(a, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, a, rec)
 	if !c.Fallback() {
 		t.Fatal("datagram socket moved to epoll")
 	}
@@ -153,10 +144,7 @@ func TestEchoFallbackTLS(t *testing.T) {
 	s, cl := tcpPair(t, ln)
 	tlsServer := tls.Server(s, serverCfg)
 	rec := newRecorder(true)
-	c, err := p.Register(tlsServer, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, tlsServer, rec)
 	if !c.Fallback() {
 		t.Fatal("*tls.Conn did not get the fallback")
 	}
@@ -209,10 +197,7 @@ func TestWritesCoalesceIntoOneWritev(t *testing.T) {
 	p := newTestPoller(t, Options{Workers: 1})
 	ln := listen(t)
 	s, client := tcpPair(t, ln)
-	c, err := p.Register(s, newRecorder(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, newRecorder(false))
 	release := blockWorkers(t, p, ln)
 	before := p.Stats().Writes
 	var want bytes.Buffer
@@ -241,10 +226,7 @@ func TestWritevCapsIovecs(t *testing.T) {
 	p := newTestPoller(t, Options{Workers: 1})
 	ln := listen(t)
 	s, client := tcpPair(t, ln)
-	c, err := p.Register(s, newRecorder(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, newRecorder(false))
 	release := blockWorkers(t, p, ln)
 	before := p.Stats().Writes
 	const msgs = 2*maxIovecs + 10
@@ -278,10 +260,7 @@ func TestPartialWritesResumeOnEPOLLOUT(t *testing.T) {
 	// buffer on the peer would instead stall loopback TCP in silly-window
 	// avoidance until the persist timer fires.)
 	s.SetWriteBuffer(4 << 10)
-	c, err := p.Register(s, newRecorder(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, newRecorder(false))
 	const total = 2 << 20
 	payload := make([]byte, total)
 	for i := range payload {
@@ -361,14 +340,8 @@ func TestQueueFull(t *testing.T) {
 		ln := listen(t)
 		s1, _ := tcpPair(t, ln)
 		s2, _ := tcpPair(t, ln)
-		c1, err := p.Register(s1, newRecorder(false), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c2, err := p.Register(s2, newRecorder(false), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c1 := register(t, p, s1, newRecorder(false), opts)
+		c2 := register(t, p, s2, newRecorder(false), opts)
 		// With the only worker held nothing drains, so the limits are
 		// exact.
 		blockWorkers(t, p, ln)
@@ -384,14 +357,8 @@ func TestQueueFull(t *testing.T) {
 		s2, peer2 := net.Pipe()
 		defer peer1.Close()
 		defer peer2.Close()
-		c1, err := p.Register(s1, newRecorder(false), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c2, err := p.Register(s2, newRecorder(false), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c1 := register(t, p, s1, newRecorder(false), opts)
+		c2 := register(t, p, s2, newRecorder(false), opts)
 		// The peers never read: the flusher blocks in the pipe's Write and
 		// nothing is consumed.
 		check(t, c1, p)
@@ -405,10 +372,7 @@ func TestPeerCloseClosesSocket(t *testing.T) {
 	baseline := openFDs(t)
 	s, client := tcpPair(t, ln)
 	rec := newRecorder(false)
-	c, err := p.Register(s, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, rec)
 	client.Write([]byte("bye"))
 	// Half-close: the server sees EOF and must close its socket, which
 	// the client observes as EOF on its read side.
@@ -437,17 +401,14 @@ func TestPeerResetClosesWithError(t *testing.T) {
 	ln := listen(t)
 	s, client := tcpPair(t, ln)
 	rec := newRecorder(false)
-	c, err := p.Register(s, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := register(t, p, s, rec)
 	if err := c.Write([]byte("unread")); err != nil {
 		t.Fatal(err)
 	}
 	readFull(t, client, 6)
 	client.SetLinger(0) // close sends RST
 	client.Close()
-	err = rec.waitClosed(t)
+	err := rec.waitClosed(t)
 	if err == nil || err == io.EOF {
 		t.Fatalf("OnClose err %v, want a reset error", err)
 	}
@@ -479,13 +440,7 @@ func TestCloseInsideOnData(t *testing.T) {
 	for _, path := range []string{"epoll", "fallback"} {
 		t.Run(path, func(t *testing.T) {
 			p := newTestPoller(t, Options{})
-			var server, client net.Conn
-			if path == "epoll" {
-				server, client = tcpPair(t, listen(t))
-			} else {
-				server, client = net.Pipe()
-				defer client.Close()
-			}
+			server, client := connPair(t, path)
 			rec := newRecorder(false)
 			var writeErr error
 			rec.onData = func(c *Conn, data []byte) {
@@ -494,10 +449,7 @@ func TestCloseInsideOnData(t *testing.T) {
 				c.Close()
 				writeErr = c.Write([]byte("after"))
 			}
-			c, err := p.Register(server, rec)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := register(t, p, server, rec)
 			go client.Write([]byte("hello"))
 			if err := rec.waitClosed(t); err != nil {
 				t.Fatalf("OnClose err %v, want nil", err)
@@ -517,17 +469,8 @@ func TestConcurrentWriters(t *testing.T) {
 	for _, path := range []string{"epoll", "fallback"} {
 		t.Run(path, func(t *testing.T) {
 			p := newTestPoller(t, Options{})
-			var server, client net.Conn
-			if path == "epoll" {
-				server, client = tcpPair(t, listen(t))
-			} else {
-				server, client = net.Pipe()
-				defer client.Close()
-			}
-			c, err := p.Register(server, newRecorder(false))
-			if err != nil {
-				t.Fatal(err)
-			}
+			server, client := connPair(t, path)
+			c := register(t, p, server, newRecorder(false))
 			const writers, perWriter = 8, 300
 			var wg sync.WaitGroup
 			for w := range writers {
@@ -572,10 +515,7 @@ func TestCloseAfterFlush(t *testing.T) {
 		p := newTestPoller(t, Options{})
 		s, client := tcpPair(t, listen(t))
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		for off := 0; off < len(payload); off += 4096 {
 			if err := c.Write(payload[off : off+4096]); err != nil {
 				t.Fatal(err)
@@ -606,10 +546,7 @@ func TestCloseAfterFlush(t *testing.T) {
 		p := newTestPoller(t, Options{})
 		s, client := tcpPair(t, listen(t))
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write([]byte("last words"))
 		c.CloseAfterFlush(0)
 		if err := rec.waitClosed(t); err != nil {
@@ -626,10 +563,7 @@ func TestCloseAfterFlush(t *testing.T) {
 		serverCfg, clientCfg := cert.ServerConfig(), cert.ClientConfig("127.0.0.1")
 		s, cl := tcpPair(t, listen(t))
 		rec := newRecorder(false)
-		c, err := p.Register(tls.Server(s, serverCfg), rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, tls.Server(s, serverCfg), rec)
 		client := tls.Client(cl, clientCfg)
 		client.SetDeadline(time.Now().Add(testTimeout))
 		if err := client.Handshake(); err != nil {
@@ -655,10 +589,7 @@ func TestCloseAfterFlush(t *testing.T) {
 		s, client := net.Pipe()
 		defer client.Close()
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write([]byte("last words"))
 		c.CloseAfterFlush(testTimeout) // a pipe cannot half-close: closes after the flush
 		if got := readFull(t, client, 10); string(got) != "last words" {
@@ -677,10 +608,7 @@ func TestCloseAfterFlushTimeout(t *testing.T) {
 		s, _ := tcpPair(t, listen(t))
 		s.SetWriteBuffer(4 << 10)
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write(make([]byte, 3<<20)) // far more than the socket buffers hold
 		c.CloseAfterFlush(20 * time.Millisecond)
 		if err := rec.waitClosed(t); !errors.Is(err, ErrFlushTimeout) {
@@ -691,10 +619,7 @@ func TestCloseAfterFlushTimeout(t *testing.T) {
 		p := newTestPoller(t, Options{})
 		s, client := tcpPair(t, listen(t))
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write([]byte("done"))
 		testwait.Until(t, "flush", func() bool { _, m := c.Queued(); return m == 0 })
 		c.CloseAfterFlush(20 * time.Millisecond)
@@ -712,10 +637,7 @@ func TestCloseAfterFlushTimeout(t *testing.T) {
 		s, client := net.Pipe()
 		defer client.Close()
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write([]byte("never read"))
 		c.CloseAfterFlush(20 * time.Millisecond)
 		if err := rec.waitClosed(t); !errors.Is(err, ErrFlushTimeout) {
@@ -741,10 +663,7 @@ func TestPollerClose(t *testing.T) {
 			defer cl.Close()
 		}
 		rec := newRecorder(false)
-		c, err := p.Register(s, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := register(t, p, s, rec)
 		c.Write([]byte("queued")) // pending writes must not block Close
 		recs = append(recs, rec)
 		clients = append(clients, cl)
@@ -810,13 +729,7 @@ func TestBufferedDeliveredFirst(t *testing.T) {
 	for _, path := range []string{"epoll", "fallback"} {
 		t.Run(path, func(t *testing.T) {
 			p := newTestPoller(t, Options{})
-			var server, client net.Conn
-			if path == "epoll" {
-				server, client = tcpPair(t, listen(t))
-			} else {
-				server, client = net.Pipe()
-				defer client.Close()
-			}
+			server, client := connPair(t, path)
 			// The peer's bytes are already in flight when Register runs.
 			go client.Write([]byte("world"))
 			rec := newRecorder(false)
@@ -835,13 +748,7 @@ func TestSuspendResume(t *testing.T) {
 	for _, path := range []string{"epoll", "fallback"} {
 		t.Run(path, func(t *testing.T) {
 			p := newTestPoller(t, Options{})
-			var server, client net.Conn
-			if path == "epoll" {
-				server, client = tcpPair(t, listen(t))
-			} else {
-				server, client = net.Pipe()
-				defer client.Close()
-			}
+			server, client := connPair(t, path)
 			rec := newRecorder(false)
 			var suspend atomic.Bool
 			suspend.Store(true)
@@ -850,10 +757,7 @@ func TestSuspendResume(t *testing.T) {
 					c.SuspendRead()
 				}
 			}
-			c, err := p.Register(server, rec)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := register(t, p, server, rec)
 			client.Write([]byte("a"))
 			testwait.Until(t, "first byte", func() bool { return len(rec.received()) == 1 })
 			wrote := make(chan struct{})

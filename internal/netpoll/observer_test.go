@@ -1,7 +1,6 @@
 package netpoll
 
 import (
-	"net"
 	"sync"
 	"testing"
 
@@ -40,18 +39,9 @@ func TestWriteObserver(t *testing.T) {
 	for _, path := range []string{"epoll", "fallback"} {
 		t.Run(path, func(t *testing.T) {
 			p := newTestPoller(t, Options{})
-			var server, client net.Conn
-			if path == "epoll" {
-				server, client = tcpPair(t, listen(t))
-			} else {
-				server, client = net.Pipe()
-				t.Cleanup(func() { client.Close() })
-			}
+			server, client := connPair(t, path)
 			obs := &observingRecorder{recorder: newRecorder(false)}
-			c, err := p.Register(server, obs)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := register(t, p, server, obs)
 			if path == "epoll" && c.Fallback() {
 				t.Skip("epoll unavailable")
 			}

@@ -32,60 +32,47 @@ func uniquePrefix() string {
 	return "herald-test-" + hex.EncodeToString(b[:])
 }
 
+// testOptions fills in what a test leaves out: a prefix of its own and
+// the generous suite timeout.
+func testOptions(o Options) Options {
+	if o.Prefix == "" {
+		o.Prefix = uniquePrefix()
+	}
+	if o.OpTimeout == 0 {
+		o.OpTimeout = suiteOpTimeout
+	}
+	return o
+}
+
 // newTestBroker returns a broker that is closed when the test ends.
 func newTestBroker(t *testing.T, opts Options) *Broker {
 	t.Helper()
-	if opts.Prefix == "" {
-		opts.Prefix = uniquePrefix()
-	}
-	if opts.OpTimeout == 0 {
-		opts.OpTimeout = suiteOpTimeout
-	}
-	b, err := New(opts)
+	b, err := New(testOptions(opts))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	brokertest.CloseAtEnd(t, b)
 	return b
+}
+
+// suiteBrokers is the suites' constructor of brokers made with opts.
+func suiteBrokers(opts Options) func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+	return brokertest.Constructor(func() (*Broker, error) { return New(testOptions(opts)) })
 }
 
 func TestSuite(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 1)
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{Addrs: addrs[:1]}))
 }
 
 func TestSuiteClassicPubSub(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 1)
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs[:1], Prefix: uniquePrefix(), PubSub: PubSubClassic, OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{Addrs: addrs[:1], PubSub: PubSubClassic}))
 }
 
 func TestSuiteSharded(t *testing.T) {
 	addrs := testservers.RedisAddrs(t, 2)
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs, Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{Addrs: addrs}))
 }
 
 func hist(n int) hub.PublishOptions {
@@ -101,13 +88,7 @@ func TestTwoNodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addrs := testservers.RedisAddrs(t, tc.addrs)[:tc.addrs]
 			prefix := uniquePrefix()
-			brokertest.RunTwoNodeSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-				b, err := New(Options{Addrs: addrs, Prefix: prefix, OpTimeout: suiteOpTimeout})
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return b, b
-			})
+			brokertest.RunTwoNodeSuite(t, suiteBrokers(Options{Addrs: addrs, Prefix: prefix}))
 		})
 	}
 }
@@ -299,13 +280,7 @@ func TestSuiteCluster(t *testing.T) {
 		t.Skip("starts a Redis Cluster")
 	}
 	addrs := testservers.StartRedisCluster(t, 3)
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: addrs, Cluster: true, Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{Addrs: addrs, Cluster: true}))
 }
 
 // TestSuiteSentinel runs the suite through a Redis Sentinel.
@@ -314,13 +289,7 @@ func TestSuiteSentinel(t *testing.T) {
 		t.Skip("starts Redis Sentinel")
 	}
 	_, sentinel := testservers.StartRedisSentinel(t, "herald-master")
-	brokertest.RunSuite(t, func(t *testing.T) (hub.Broker, hub.PresenceManager) {
-		b, err := New(Options{Addrs: []string{sentinel.Addr()}, SentinelMaster: "herald-master", Prefix: uniquePrefix(), OpTimeout: suiteOpTimeout})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		return b, b
-	})
+	brokertest.RunSuite(t, suiteBrokers(Options{Addrs: []string{sentinel.Addr()}, SentinelMaster: "herald-master"}))
 }
 
 // TestShardOutageIsolated stops one of two private shards: channels on the

@@ -59,6 +59,34 @@ func Start(t testing.TB, b hub.Broker) *Recorder {
 	return rec
 }
 
+// Constructor adapts a broker package's constructor to the suites'
+// newBroker argument: every call makes a new broker with newBroker and
+// fails the test if it cannot.
+func Constructor[B interface {
+	hub.Broker
+	hub.PresenceManager
+}](newBroker func() (B, error)) func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+	return func(t *testing.T) (hub.Broker, hub.PresenceManager) {
+		t.Helper()
+		b, err := newBroker()
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return b, b
+	}
+}
+
+// CloseAtEnd closes b when the test ends and reports a failed Close.
+func CloseAtEnd(t testing.TB, b hub.Broker) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
 // enter and leave bracket a handler call for channel; overlapping calls
 // for one channel are a contract violation counted in overlaps.
 func (r *Recorder) enter(channel string) {
