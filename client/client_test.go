@@ -13,6 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/testnode"
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 func TestPubSubPresenceHistory(t *testing.T) {
@@ -58,7 +60,7 @@ func TestPubSubPresenceHistory(t *testing.T) {
 					t.Errorf("publish %d: position %+v", i, pos)
 				}
 			}
-			waitFor(t, "3 publications", func() bool { return got.len() == 3 })
+			testwait.Until(t, "3 publications", func() bool { return got.len() == 3 })
 			for i, p := range got.all() {
 				if p.Channel != channel || p.Offset != uint64(i+1) || string(p.Data) != fmt.Sprintf(`{"n":%d}`, i+1) ||
 					p.Info == nil || p.Info.User != "alice" || p.Time.IsZero() {
@@ -219,16 +221,16 @@ func TestRecoveryUnderDisconnects(t *testing.T) {
 			}()
 			for cut := 0; cut < 8; cut++ {
 				n := recovered.Load() + notRecovered.Load()
-				waitFor(t, "progress", func() bool { return got.len() > cut*total/10 || got.len() == total })
+				testwait.Until(t, "progress", func() bool { return got.len() > cut*total/10 || got.len() == total })
 				if cut%2 == 0 {
 					px.cut()
 				} else {
 					tr.disconnect(user)
 				}
-				waitFor(t, "resubscription", func() bool { return recovered.Load()+notRecovered.Load() > n })
+				testwait.Until(t, "resubscription", func() bool { return recovered.Load()+notRecovered.Load() > n })
 			}
 			wg.Wait()
-			waitFor(t, "every publication", func() bool { return got.len() >= total })
+			testwait.Until(t, "every publication", func() bool { return got.len() >= total })
 			pubs := got.all()
 			if len(pubs) != total {
 				t.Fatalf("got %d publications, want %d", len(pubs), total)
@@ -271,10 +273,10 @@ func TestNotRecoveredOutOfWindow(t *testing.T) {
 	}
 	<-events
 	s.api("publish", map[string]any{"channel": "tiny:x", "data": 1})
-	waitFor(t, "first publication", func() bool { return got.len() == 1 })
+	testwait.Until(t, "first publication", func() bool { return got.len() == 1 })
 	px.hold(true)
 	px.cut()
-	waitFor(t, "connection loss", func() bool { return c.State() == StateConnecting })
+	testwait.Until(t, "connection loss", func() bool { return c.State() == StateConnecting })
 	for i := 2; i <= 10; i++ {
 		s.api("publish", map[string]any{"channel": "tiny:x", "data": i})
 	}
@@ -284,7 +286,7 @@ func TestNotRecoveredOutOfWindow(t *testing.T) {
 		t.Errorf("resubscribe event %+v, want was_recovering without recovered at offset 10", e)
 	}
 	s.api("publish", map[string]any{"channel": "tiny:x", "data": 11})
-	waitFor(t, "live publication", func() bool { return got.len() == 2 })
+	testwait.Until(t, "live publication", func() bool { return got.len() == 2 })
 	if p := got.all()[1]; p.Offset != 11 {
 		t.Errorf("live publication after the gap: %+v", p)
 	}
@@ -369,7 +371,7 @@ func TestTokenRefresh(t *testing.T) {
 	}
 	// The refresh must keep the connection past the first token's expiry.
 	deadline := time.Now().Add(3 * time.Second)
-	waitFor(t, "the first token's expiry", func() bool { return time.Now().After(deadline) })
+	testwait.Until(t, "the first token's expiry", func() bool { return time.Now().After(deadline) })
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -438,9 +440,9 @@ func TestSlowHandlerRecovers(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		s.api("publish", map[string]any{"channel": "stream:slow", "data": i})
 	}
-	waitFor(t, "an overflow", func() bool { return c.Stats().QueueOverflows > 0 })
+	testwait.Until(t, "an overflow", func() bool { return c.Stats().QueueOverflows > 0 })
 	close(release)
-	waitFor(t, "every publication", func() bool { return got.len() >= total })
+	testwait.Until(t, "every publication", func() bool { return got.len() >= total })
 	for i, p := range got.all() {
 		if p.Offset != uint64(i+1) || string(p.Data) != strconv.Itoa(i+1) {
 			t.Fatalf("publication %d: offset %d data %s", i, p.Offset, p.Data)
@@ -535,7 +537,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			_ = r.Connect(ctx)
 			r.Close()
 			px.close()
-			goleak.VerifyNone(t, append(ignoreServer(), before)...)
+			goleak.VerifyNone(t, append(testnode.IgnorePoller(), before)...)
 		})
 	}
 }
@@ -561,7 +563,7 @@ func TestTokenExpiredDisconnect(t *testing.T) {
 	if e := <-lost; e.Code != 3005 || !e.Reconnect {
 		t.Errorf("disconnected %+v", e)
 	}
-	waitFor(t, "the reconnect", func() bool { return c.Stats().Connects == 2 })
+	testwait.Until(t, "the reconnect", func() bool { return c.Stats().Connects == 2 })
 	if n := calls.Load(); n != 2 {
 		t.Errorf("GetToken called %d times, want 2", n)
 	}
@@ -584,7 +586,7 @@ func TestNoReconnectDisconnect(t *testing.T) {
 	if e := <-lost; e.Code != 3503 || e.Reconnect {
 		t.Errorf("disconnected %+v", e)
 	}
-	waitFor(t, "the stop", func() bool { return c.State() == StateDisconnected })
+	testwait.Until(t, "the stop", func() bool { return c.State() == StateDisconnected })
 	if err := c.Ready(ctx); err == nil {
 		t.Error("Ready succeeded on a stopped client")
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -112,6 +113,6 @@ func TestDeadServerDetected(t *testing.T) {
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("gave up after %v, before ping + delay", d)
 	}
-	waitFor(t, "a second connection", func() bool { return f.accepts.Load() >= 2 })
-	waitFor(t, "pongs", func() bool { return f.pongs.Load() >= 1 })
+	testwait.Until(t, "a second connection", func() bool { return f.accepts.Load() >= 2 })
+	testwait.Until(t, "pongs", func() bool { return f.pongs.Load() >= 1 })
 }

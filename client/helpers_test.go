@@ -4,46 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/server"
+	"github.com/heraldhq/herald/internal/testnode"
 )
 
-// TestMain checks for leaked goroutines. The process-wide netpoll poller
-// of the in-process server lives as long as the process by design.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(ignoreServer()...); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func ignoreServer() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).loop"),
-		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).worker"),
-		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*worker).run"),
-		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*loop).run"),
-	}
-}
+// TestMain checks for leaked goroutines other than those of the
+// in-process server's process-wide netpoll poller.
+func TestMain(m *testing.M) { testnode.VerifyTestMain(m) }
 
 const testSecret = "0123456789abcdef0123456789abcdef-client-tests"
 
@@ -214,18 +191,6 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // fastOptions reconnect quickly, for tests.
 func fastOptions() Options {
 	return Options{MinReconnectDelay: 10 * time.Millisecond, MaxReconnectDelay: 50 * time.Millisecond, Timeout: 5 * time.Second}
@@ -270,5 +235,3 @@ func (c *collector) all() []Publication {
 	defer c.mu.Unlock()
 	return append([]Publication(nil), c.pubs...)
 }
-
-var _ = strings.TrimSpace

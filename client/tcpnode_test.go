@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/membroker"
 	"github.com/heraldhq/herald/internal/netpoll"
-	"github.com/heraldhq/herald/internal/session"
+	"github.com/heraldhq/herald/internal/testnode"
 	tcptransport "github.com/heraldhq/herald/internal/transport/tcp"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -59,61 +57,45 @@ type tcpNode struct {
 
 func startTCPNode(t testing.TB) *tcpNode {
 	t.Helper()
-	b := membroker.New(membroker.Options{})
-	h, err := hub.New(hub.Config{Broker: b, Presence: b, Namespaces: hub.NamespaceMap{
-		"chat": {HistorySize: 100, HistoryTTL: time.Minute, AllowHistory: true, Presence: true, AllowPresence: true,
-			AllowPublish: true, AllowAnonymous: true},
-		"stream": {HistorySize: 2000, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
-		"tiny":   {HistorySize: 3, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{HMACSecret: []byte(testSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := session.NewManager(session.Config{Hub: h, Verifier: v, AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := testnode.Start(t, testnode.Config{
+		Secret: []byte(testSecret),
+		Hub: hub.Config{Namespaces: hub.NamespaceMap{
+			"chat": {HistorySize: 100, HistoryTTL: time.Minute, AllowHistory: true, Presence: true, AllowPresence: true,
+				AllowPublish: true, AllowAnonymous: true},
+			"stream": {HistorySize: 2000, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
+			"tiny":   {HistorySize: 3, HistoryTTL: time.Minute, AllowHistory: true, AllowPublish: true, AllowAnonymous: true},
+		}},
+	})
 	poller, err := netpoll.New(netpoll.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := tcptransport.New(tcptransport.Options{Sessions: m, Poller: poller, CloseTimeout: 200 * time.Millisecond})
+	srv, err := tcptransport.New(tcptransport.Options{Sessions: node.Sessions, Poller: poller, CloseTimeout: 200 * time.Millisecond})
 	if err != nil {
+		poller.Close()
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		poller.Close()
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	// Registered after testnode.Start, so it runs first: the sessions are
+	// drained and the listener stopped before the node's own cleanup.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "test over", Reconnect: true}, 0); err != nil {
-			t.Errorf("drain: %v", err)
-		}
+		node.Drain(ctx)
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("tcp shutdown: %v", err)
 		}
 		<-served
-		m.Close()
+		node.Close(ctx)
 		poller.Close()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("broker close: %v", err)
-		}
 	})
-	return &tcpNode{t: t, addr: ln.Addr().String(), hub: h}
+	return &tcpNode{t: t, addr: ln.Addr().String(), hub: node.Hub}
 }
 
 func (n *tcpNode) publish(channel string, data []byte) {

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,30 +17,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/server"
+	"github.com/heraldhq/herald/internal/testnode"
 	"github.com/heraldhq/herald/ws"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultClient.CloseIdleConnections()
-	if code == 0 {
-		// The process-wide netpoll poller lives as long as the process.
-		if err := goleak.Find(
-			goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).loop"),
-			goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).worker"),
-			goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*worker).run"),
-			goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*loop).run"),
-		); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain checks for leaked goroutines other than those of the
+// process-wide netpoll poller, which lives as long as the process.
+func TestMain(m *testing.M) { testnode.VerifyTestMain(m) }
 
 const secret = "0123456789abcdef0123456789abcdef-secret"
 

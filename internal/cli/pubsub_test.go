@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/server"
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 const testAPIKey = "cli-test-api-key-0123456789"
@@ -44,17 +45,6 @@ func runIn(t *testing.T, environ []string, stdin string, args ...string) (int, s
 	return code, out.String(), errb.String()
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // subscribers returns the number of clients in channel's presence.
 func subscribers(t *testing.T, s *server.Server, channel string) int {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/api/presence_stats", strings.NewReader(`{"channel":"`+channel+`"}`))
@@ -82,7 +72,7 @@ func TestSubReceivesPub(t *testing.T) {
 		done <- Run(ctx, nil, Env{Args: []string{"sub", "--url", "ws://" + s.Addr() + "/ws", "chat:cli", "chat:other"},
 			Stdout: &out, Stderr: &errb})
 	}()
-	poll(t, "the subscriber", func() bool { return subscribers(t, s, "chat:cli") == 1 })
+	testwait.Until(t, "the subscriber", func() bool { return subscribers(t, s, "chat:cli") == 1 })
 
 	code, stdout, stderr := runIn(t, nil, "", "pub", "--url", base, "--api-key", testAPIKey, "chat:cli", `{"n":1}`)
 	if code != 0 || stdout != "1\n" {
@@ -98,7 +88,7 @@ func TestSubReceivesPub(t *testing.T) {
 		t.Fatalf("pub --quiet: exit %d, stdout %q", code, stdout)
 	}
 
-	poll(t, "5 lines from sub", func() bool { return strings.Count(out.String(), "\n") == 5 })
+	testwait.Until(t, "5 lines from sub", func() bool { return strings.Count(out.String(), "\n") == 5 })
 	want := []string{`{"n":1}`, `2`, `"three"`, `{"n":4}`, `5`}
 	for i, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
 		var got struct {
@@ -191,11 +181,11 @@ func TestSubReconnects(t *testing.T) {
 		done <- Run(ctx, nil, Env{Args: []string{"sub", "--url", "tcp://" + s.TCPAddr(), "chat:again"}, Environ: env,
 			Stdout: &out, Stderr: &errb})
 	}()
-	poll(t, "the subscriber", func() bool { return subscribers(t, s, "chat:again") == 1 })
+	testwait.Until(t, "the subscriber", func() bool { return subscribers(t, s, "chat:again") == 1 })
 	if code, _, stderr := runIn(t, env, "", "pub", "chat:again", "1"); code != 0 {
 		t.Fatalf("pub: %d %s", code, stderr)
 	}
-	poll(t, "the first line", func() bool { return strings.Count(out.String(), "\n") == 1 })
+	testwait.Until(t, "the first line", func() bool { return strings.Count(out.String(), "\n") == 1 })
 	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/api/disconnect", strings.NewReader(`{"user":"cli-user"}`))
 	req.Header.Set("X-API-Key", testAPIKey)
 	resp, err := http.DefaultClient.Do(req)
@@ -206,13 +196,13 @@ func TestSubReconnects(t *testing.T) {
 	if code, _, stderr := runIn(t, env, "2\n3\n", "pub", "chat:again", "-"); code != 0 {
 		t.Fatalf("pub: %d %s", code, stderr)
 	}
-	poll(t, "three lines", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	testwait.Until(t, "three lines", func() bool { return strings.Count(out.String(), "\n") == 3 })
 	for i, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
 		if want := `"offset":` + string(rune('1'+i)) + `,"data":` + string(rune('1'+i)); !strings.Contains(line, want) {
 			t.Errorf("line %d %s, want %s", i, line, want)
 		}
 	}
-	poll(t, "the reconnect notice", func() bool { return strings.Contains(errb.String(), "connection lost (3003") })
+	testwait.Until(t, "the reconnect notice", func() bool { return strings.Contains(errb.String(), "connection lost (3003") })
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("sub exit %d, stderr %q", code, errb.String())

@@ -2,8 +2,6 @@ package natsbroker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,9 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/hub/brokertest"
 	"github.com/heraldhq/herald/internal/testservers"
 )
 
@@ -22,105 +20,43 @@ import (
 // contended publishes finish within it, on a loaded machine with -race.
 const contentionOpTimeout = DefaultOpTimeout
 
-// deliveryLog records the publications a node delivers, in order.
-type deliveryLog struct {
-	mu      sync.Mutex
-	changed chan struct{}
-	pos     []hub.StreamPosition
-	data    []string
-}
-
-func newDeliveryLog() *deliveryLog { return &deliveryLog{changed: make(chan struct{})} }
-
-func (l *deliveryLog) HandlePublication(_ string, pub *hub.Publication, pos hub.StreamPosition) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pos = append(l.pos, pos)
-	l.data = append(l.data, string(pub.Data))
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-func (l *deliveryLog) HandleJoin(string, *hub.ClientInfo)  {}
-func (l *deliveryLog) HandleLeave(string, *hub.ClientInfo) {}
-func (l *deliveryLog) HandleControl([]byte)                {}
-func (l *deliveryLog) HandleReconnect()                    {}
-
-// waitCount waits until n publications were delivered and returns them.
-func (l *deliveryLog) waitCount(t *testing.T, n int) ([]hub.StreamPosition, []string) {
+// delivered waits until rec recorded n publications on channel and
+// returns their positions and data in delivery order.
+func delivered(t *testing.T, rec *brokertest.Recorder, channel string, n int) ([]hub.StreamPosition, []string) {
 	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		got, ch := len(l.pos), l.changed
-		if got >= n {
-			pos, data := slices.Clone(l.pos), slices.Clone(l.data)
-			l.mu.Unlock()
-			return pos, data
-		}
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("%d of %d publications delivered", got, n)
-		}
+	rec.WaitFor(t, fmt.Sprintf("%d publications on %s", n, channel), func() bool { return len(rec.Publications(channel)) >= n })
+	pubs := rec.Publications(channel)
+	pos := make([]hub.StreamPosition, len(pubs))
+	for i, p := range pubs {
+		pos[i] = p.Pos
 	}
+	return pos, rec.Data(channel)
 }
 
 // contentionPrefix isolates a test's stream and bucket on the shared
 // server and deletes them when the test ends.
 func contentionPrefix(tb testing.TB, url string) string {
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	prefix := "hc" + hex.EncodeToString(r[:])
-	tb.Cleanup(func() {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			tb.Errorf("cleanup: %v", err)
-			return
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			tb.Errorf("cleanup: %v", err)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := js.DeleteStream(ctx, prefix+"_history"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			tb.Errorf("cleanup: delete stream: %v", err)
-		}
-		if err := js.DeleteKeyValue(ctx, prefix+"_presence"); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			tb.Errorf("cleanup: delete bucket: %v", err)
-		}
-	})
+	prefix := uniquePrefix()
+	dropStorage(tb, url, prefix)
 	return prefix
 }
 
-// startContentionNode runs a broker (one node) and subscribes it to
-// channel.
-func startContentionNode(tb testing.TB, url, prefix, channel string, h hub.EventHandler) *Broker {
+// startContentionNode runs a broker (one node) with a recorder as its
+// event handler and subscribes it to channel.
+func startContentionNode(tb testing.TB, url, prefix, channel string) (*Broker, *brokertest.Recorder) {
 	tb.Helper()
 	b, err := New(Options{URL: url, Prefix: prefix, Storage: MemoryStorage, OpTimeout: contentionOpTimeout})
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
+	brokertest.CloseAtEnd(tb, b)
+	rec := brokertest.Start(tb, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.Run(ctx, h); err != nil {
-		tb.Fatalf("Run: %v", err)
-	}
 	if err := b.Subscribe(ctx, channel); err != nil {
 		tb.Fatalf("Subscribe: %v", err)
 	}
-	return b
+	return b, rec
 }
 
 // publishConcurrently runs perNode publishers on each node, each
@@ -195,12 +131,11 @@ func TestContendedPublishOneNode(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := contentionPrefix(t, url)
 	const channel, publishers, each = "hot:one-node", 16, 25
-	log := newDeliveryLog()
-	node := startContentionNode(t, url, prefix, channel, log)
+	node, rec := startContentionNode(t, url, prefix, channel)
 
 	offsets := publishConcurrently(t, []*Broker{node}, channel, publishers, each)
 	checkGapFree(t, offsets, publishers*each)
-	pos, _ := log.waitCount(t, publishers*each)
+	pos, _ := delivered(t, rec, channel, publishers*each)
 	checkDelivered(t, "A", pos, publishers*each)
 
 	res, err := node.History(context.Background(), channel, hub.HistoryOptions{Limit: -1})
@@ -226,15 +161,14 @@ func TestContendedPublishTwoNodes(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := contentionPrefix(t, url)
 	const channel, perNode, each = "hot:two-nodes", 8, 20
-	logA, logB := newDeliveryLog(), newDeliveryLog()
-	a := startContentionNode(t, url, prefix, channel, logA)
-	b := startContentionNode(t, url, prefix, channel, logB)
+	a, recA := startContentionNode(t, url, prefix, channel)
+	b, recB := startContentionNode(t, url, prefix, channel)
 
 	const total = 2 * perNode * each
 	offsets := publishConcurrently(t, []*Broker{a, b}, channel, perNode, each)
 	checkGapFree(t, offsets, total)
-	posA, dataA := logA.waitCount(t, total)
-	posB, dataB := logB.waitCount(t, total)
+	posA, dataA := delivered(t, recA, channel, total)
+	posB, dataB := delivered(t, recB, channel, total)
 	checkDelivered(t, "A", posA, total)
 	checkDelivered(t, "B", posB, total)
 	if posA[0].Epoch != posB[0].Epoch {
@@ -253,7 +187,7 @@ func TestPublishWaitsForLockWithinContext(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := contentionPrefix(t, url)
 	const channel = "hot:queued"
-	node := startContentionNode(t, url, prefix, channel, newDeliveryLog())
+	node, _ := startContentionNode(t, url, prefix, channel)
 
 	release, err := node.locks.acquire(context.Background(), node.histSubject(channel))
 	if err != nil {
@@ -285,9 +219,8 @@ func TestConflictRevealsHead(t *testing.T) {
 	url := testservers.NATSURL(t)
 	prefix := contentionPrefix(t, url)
 	const channel = "hot:observed"
-	logA, logB := newDeliveryLog(), newDeliveryLog()
-	a := startContentionNode(t, url, prefix, channel, logA)
-	b := startContentionNode(t, url, prefix, channel, logB)
+	a, recA := startContentionNode(t, url, prefix, channel)
+	b, _ := startContentionNode(t, url, prefix, channel)
 	ctx := context.Background()
 	opts := hub.PublishOptions{HistorySize: 10, HistoryMetaTTL: time.Hour}
 	subject := a.histSubject(channel)
@@ -303,7 +236,7 @@ func TestConflictRevealsHead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Publish on B: %v", err)
 	}
-	logA.waitCount(t, 2)
+	delivered(t, recA, channel, 2)
 	h, ok := a.cachedHead(subject)
 	if !ok || h.seq <= stale.seq || h.offset != posB.Offset || h.epoch != posB.Epoch {
 		t.Fatalf("A's head after B's publication: %+v (before: %+v), want offset %d", h, stale, posB.Offset)
@@ -345,7 +278,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 				const channel = "bench:hot"
 				brokers := make([]*Broker, nodes)
 				for i := range brokers {
-					brokers[i] = startContentionNode(b, url, prefix, channel, newDeliveryLog())
+					brokers[i], _ = startContentionNode(b, url, prefix, channel)
 				}
 				pub := &hub.Publication{Data: []byte(`{"text":"hello, world"}`)}
 				opts := hub.PublishOptions{HistorySize: 100, HistoryMetaTTL: time.Hour}

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/hub/brokertest"
 	"github.com/heraldhq/herald/internal/testservers"
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 // runHistoryBroker starts a broker on the shared server with its own
@@ -26,18 +27,8 @@ func runHistoryBroker(tb testing.TB) *Broker {
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Run(ctx, brokertest.NewRecorder()); err != nil {
-		tb.Fatalf("Run: %v", err)
-	}
+	brokertest.CloseAtEnd(tb, b)
+	brokertest.Start(tb, b)
 	return b
 }
 
@@ -187,20 +178,16 @@ func TestHistorySkipsExpired(t *testing.T) {
 	ctx := context.Background()
 	short := hub.PublishOptions{HistorySize: 100, HistoryTTL: 200 * time.Millisecond, HistoryMetaTTL: time.Hour}
 	publishN(t, b, ch, 1, 5, short)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.UntilNil(t, "publications to expire", func() error {
 		res, err := b.History(ctx, ch, hub.HistoryOptions{Limit: -1})
 		if err != nil {
 			t.Fatalf("History: %v", err)
 		}
-		if len(res.Publications) == 0 {
-			break
+		if len(res.Publications) != 0 {
+			return fmt.Errorf("%d publications still visible after their TTL", len(res.Publications))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d publications still visible after their TTL", len(res.Publications))
-		}
-		time.Sleep(20 * time.Millisecond) // poll: expiry takes time to pass
-	}
+		return nil
+	})
 	head := publishN(t, b, ch, 6, 3, hist(100))
 	for _, tc := range []struct {
 		opts hub.HistoryOptions

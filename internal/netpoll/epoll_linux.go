@@ -81,6 +81,9 @@ type loop struct {
 
 	mu    sync.Mutex
 	conns map[int32]*Conn // by descriptor
+
+	inline  atomic.Uint32 // inlineNone, inlineRunning or inlineReplaced
+	standIn *time.Timer   // armed during an inline turn; calls takeOver
 }
 
 func newSysPoller(p *Poller) (poller, error) {
@@ -100,6 +103,7 @@ func newSysPoller(p *Poller) (poller, error) {
 		ep.wg.Add(1)
 		go l.run()
 	}
+	ep.work.workers = p.opts.Workers
 	for range p.opts.Workers {
 		ep.wg.Add(1)
 		go ep.worker()
@@ -131,11 +135,15 @@ func newLoop(ep *epollPoller) (*loop, error) {
 		file.Close()
 		return nil, err
 	}
-	return &loop{ep: ep, epfd: epfd, file: file, rc: rc, conns: make(map[int32]*Conn)}, nil
+	l := &loop{ep: ep, epfd: epfd, file: file, rc: rc, conns: make(map[int32]*Conn)}
+	l.standIn = time.AfterFunc(time.Hour, l.takeOver)
+	l.standIn.Stop()
+	return l, nil
 }
 
 // release closes the epoll instance; a waiting run returns.
 func (l *loop) release() {
+	l.standIn.Stop()
 	l.file.Close()
 }
 
@@ -145,13 +153,40 @@ type readyConn struct {
 	bits uint32
 }
 
-// run waits for readiness and hands ready connections to the workers. It
-// does no I/O on the connections itself. It returns when release closes
-// the epoll instance.
+// inlineTurnLimit is how long a turn run inline on a loop goroutine may
+// take before a stand-in goroutine takes over the loop, so a Handler that
+// blocks does not hold up the loop's other connections for longer.
+const inlineTurnLimit = time.Millisecond
+
+// States of loop.inline.
+const (
+	inlineNone     = iota // the loop goroutine waits or dispatches
+	inlineRunning         // it runs a connection's turn
+	inlineReplaced        // that turn overran; a stand-in runs the loop
+)
+
+// takeOver runs on the standIn timer's goroutine when an inline turn
+// overran inlineTurnLimit: a new goroutine takes over the loop, and the
+// one running the turn ends when the turn returns. A loop has at most one
+// such overrunning goroutine: inline turns wait until it has ended.
+func (l *loop) takeOver() {
+	if l.inline.CompareAndSwap(inlineRunning, inlineReplaced) {
+		// The overrunning goroutine has not called Done yet, so the
+		// WaitGroup count is positive: Add is safe even during stop.
+		l.ep.wg.Add(1)
+		go l.run()
+	}
+}
+
+// run waits for readiness and hands ready connections to the workers or,
+// when a single connection is ready and nothing else is being served,
+// runs its turn itself. It returns when release closes the epoll instance
+// (or, after a stand-in took over, when the overrunning turn returns).
 func (l *loop) run() {
 	defer l.ep.wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	ready := make([]readyConn, 0, len(events))
+	w := &worker{} // for turns run inline
 	var n int
 	var werr error
 	// Built once: a closure passed to RawConn.Read escapes.
@@ -192,8 +227,28 @@ func (l *loop) run() {
 			ready = append(ready, readyConn{c, bits})
 		}
 		l.mu.Unlock()
-		for _, r := range ready {
-			r.c.notify(r.bits)
+		if len(ready) == 1 && l.inline.Load() == inlineNone && l.ep.work.quiet() {
+			// The only ready connection while every worker is idle:
+			// serve it here rather than wake a worker for it. This
+			// saves a goroutine hand-off per event when traffic is
+			// light (one connection, one message in flight). The turn
+			// is bounded like any other (what it leaves pending goes
+			// to the work queue), and a Handler that blocks in it
+			// gets the loop taken over by a stand-in.
+			l.inline.Store(inlineRunning)
+			l.standIn.Reset(inlineTurnLimit)
+			ready[0].c.runInline(ready[0].bits, w)
+			if !l.inline.CompareAndSwap(inlineRunning, inlineNone) {
+				// A stand-in runs the loop now; this goroutine was
+				// counted in ep.wg by its own start.
+				l.inline.Store(inlineNone)
+				return
+			}
+			l.standIn.Stop()
+		} else {
+			for _, r := range ready {
+				r.c.notify(r.bits)
+			}
 		}
 		clear(ready)
 		ready = ready[:0]
@@ -311,7 +366,8 @@ type workQueue struct {
 	mu         sync.Mutex
 	cond       sync.Cond
 	head, tail *Conn
-	idle       int
+	idle       int // workers waiting in pop
+	workers    int // workers started
 	stopped    bool
 }
 
@@ -352,6 +408,14 @@ func (q *workQueue) pop() *Conn {
 	return c
 }
 
+// quiet reports whether the queue is empty and every worker is parked in
+// pop: nothing else is being served.
+func (q *workQueue) quiet() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head == nil && q.idle == q.workers
+}
+
 func (q *workQueue) stop() {
 	q.mu.Lock()
 	q.stopped = true
@@ -386,7 +450,17 @@ func (c *Conn) notify(bits uint32) {
 	}
 }
 
-// turn serves one scheduling of c on a worker.
+// runInline records event bits like notify and, if c was not scheduled or
+// running, runs its turn on the calling loop goroutine.
+func (c *Conn) runInline(bits uint32, w *worker) {
+	es := &c.epoll
+	es.pending.Or(bits)
+	if es.sched.CompareAndSwap(0, 1) {
+		c.turn(w)
+	}
+}
+
+// turn serves one scheduling of c on a worker (or inline on its loop).
 func (c *Conn) turn(w *worker) {
 	es := &c.epoll
 	bits := es.pending.Swap(0)

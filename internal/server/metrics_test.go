@@ -3,10 +3,13 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testwait"
 )
 
 // metricValue returns the value of the sample named series (name plus
@@ -34,23 +37,21 @@ func metricValue(page, series string) (float64, bool) {
 // returns the page; it fails the test naming what did not hold.
 func waitMetrics(t *testing.T, s *Server, conds map[string]func(page string) bool) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		page := get(t, "http://"+s.Addr()+"/metrics")
+	var page string
+	testwait.UntilNil(t, "metrics", func() error {
+		page = get(t, "http://"+s.Addr()+"/metrics")
 		var failed []string
 		for what, cond := range conds {
 			if !cond(page) {
 				failed = append(failed, what)
 			}
 		}
-		if len(failed) == 0 {
-			return page
+		if len(failed) > 0 {
+			return fmt.Errorf("never showed: %s", strings.Join(failed, "; "))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed: %s", strings.Join(failed, "; "))
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an event
-	}
+		return nil
+	})
+	return page
 }
 
 // above returns a condition: series exists with a value above min.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/testservers"
+	"github.com/heraldhq/herald/internal/testwait"
 	"github.com/heraldhq/herald/ws"
 )
 
@@ -449,21 +451,17 @@ func TestNewLogger(t *testing.T) {
 // waitReady polls /readyz until the node's broker connection is up.
 func waitReady(t *testing.T, s *Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.UntilNil(t, "the node to be ready", func() error {
 		resp, err := http.Get("http://" + s.Addr() + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz status %d", resp.StatusCode)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %d", resp.StatusCode)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
+		return nil
+	})
 }
 
 func TestStartFailsOnBusyAddress(t *testing.T) {

@@ -1,16 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,62 +12,21 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/testcert"
 	"github.com/heraldhq/herald/ws"
 )
 
-// testCert is a self-signed certificate for 127.0.0.1 written to
-// certFile and keyFile.
-type testCert struct {
-	serial int64
-	pool   *x509.CertPool // trusts this certificate
-}
-
-// writeTestCert creates a self-signed ECDSA certificate for 127.0.0.1 with
-// the given serial number and writes it and its key as PEM files.
-func writeTestCert(t *testing.T, certFile, keyFile string, serial int64) testCert {
+// startTLSServer starts a server with a TCP listener whose tls.cert_file
+// and tls.key_file hold cert, and returns it, its start-up output and the
+// two files. plainTCP sets tls.plain_tcp.
+func startTLSServer(t *testing.T, cert testcert.Cert, plainTCP bool) (s *Server, out *bytes.Buffer, certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "herald test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return testCert{serial: serial, pool: pool}
-}
-
-// tlsFiles returns paths for a certificate and key in a fresh directory.
-func tlsFiles(t *testing.T) (certFile, keyFile string) {
-	dir := t.TempDir()
-	return filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certFile, keyFile = cert.Files(t)
+	s, out = startServer(t, func(c *config.Config) {
+		c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile, PlainTCP: plainTCP}
+		c.TCPListen = "127.0.0.1:0"
+	})
+	return s, out, certFile, keyFile
 }
 
 // TestTLSEndToEnd: with tls.cert_file and tls.key_file, a wss:// client and
@@ -82,12 +34,8 @@ func tlsFiles(t *testing.T) (certFile, keyFile string) {
 // publishes over https, and both receive the publication. A plain-text
 // request to the HTTPS port gets no HTTP answer.
 func TestTLSEndToEnd(t *testing.T) {
-	certFile, keyFile := tlsFiles(t)
-	cert := writeTestCert(t, certFile, keyFile, 1)
-	s, out := startServer(t, func(c *config.Config) {
-		c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
-		c.TCPListen = "127.0.0.1:0"
-	})
+	cert := testcert.New(t, "127.0.0.1")
+	s, out, _, _ := startTLSServer(t, cert, false)
 	httpURL, wsURL := s.URLs()
 	if httpURL != "https://"+s.Addr() || wsURL != "wss://"+s.Addr()+"/ws" {
 		t.Fatalf("URLs %q %q", httpURL, wsURL)
@@ -95,7 +43,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	if !strings.Contains(out.String(), "wss://"+s.Addr()+"/ws") {
 		t.Errorf("start-up output lacks the wss URL:\n%s", out)
 	}
-	clientTLS := &tls.Config{RootCAs: cert.pool}
+	clientTLS := cert.ClientConfig("")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -164,12 +112,7 @@ func TestTLSEndToEnd(t *testing.T) {
 // TestTLSPlainTCP: tls.plain_tcp keeps the TCP transport in plain text
 // while HTTP serves TLS.
 func TestTLSPlainTCP(t *testing.T) {
-	certFile, keyFile := tlsFiles(t)
-	writeTestCert(t, certFile, keyFile, 1)
-	s, _ := startServer(t, func(c *config.Config) {
-		c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile, PlainTCP: true}
-		c.TCPListen = "127.0.0.1:0"
-	})
+	s, _, _, _ := startTLSServer(t, testcert.New(t, "127.0.0.1"), true)
 	tc := dialTCP(t, s.TCPAddr())
 	tc.send(`{"id":1,"method":"connect","params":{}}`)
 	if m := tc.next(); m["id"] != float64(1) || m["result"] == nil {
@@ -180,37 +123,20 @@ func TestTLSPlainTCP(t *testing.T) {
 	}
 }
 
-// peerSerial performs a TLS handshake with addr and returns the serial
-// number of the certificate the server presented. The client trusts any
-// certificate: the test looks at which one it got.
-func peerSerial(t *testing.T, addr string) int64 {
-	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
-}
-
 // TestTLSReload: after the files are rewritten and Reload runs, new
 // handshakes on the HTTP and TCP listeners get the new certificate and an
 // established wss connection keeps working; files that fail to load leave
 // the current certificate in place and Reload reports why.
 func TestTLSReload(t *testing.T) {
-	certFile, keyFile := tlsFiles(t)
-	first := writeTestCert(t, certFile, keyFile, 1)
-	s, _ := startServer(t, func(c *config.Config) {
-		c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
-		c.TCPListen = "127.0.0.1:0"
-	})
-	if got := peerSerial(t, s.Addr()); got != 1 {
-		t.Fatalf("http listener serves serial %d, want 1", got)
+	first := testcert.New(t, "127.0.0.1")
+	s, _, certFile, keyFile := startTLSServer(t, first, false)
+	if got := testcert.Presented(t, s.Addr()); !got.Equal(first.TLS.Leaf) {
+		t.Fatalf("http listener serves serial %v, want %v", got.SerialNumber, first.TLS.Leaf.SerialNumber)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, wsURL := s.URLs()
-	c, _, err := ws.Dial(ctx, wsURL, &ws.DialOptions{TLSConfig: &tls.Config{RootCAs: first.pool}})
+	c, _, err := ws.Dial(ctx, wsURL, &ws.DialOptions{TLSConfig: first.ClientConfig("")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,13 +144,14 @@ func TestTLSReload(t *testing.T) {
 	wc := &wsClient{t: t, c: c}
 	wc.call("connect", map[string]any{})
 
-	second := writeTestCert(t, certFile, keyFile, 2)
+	second := testcert.New(t, "127.0.0.1")
+	second.WriteFiles(t, certFile, keyFile)
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	for _, addr := range []string{s.Addr(), s.TCPAddr()} {
-		if got := peerSerial(t, addr); got != second.serial {
-			t.Errorf("%s serves serial %d after reload, want %d", addr, got, second.serial)
+		if got := testcert.Presented(t, addr); !got.Equal(second.TLS.Leaf) {
+			t.Errorf("%s serves serial %v after reload, want %v", addr, got.SerialNumber, second.TLS.Leaf.SerialNumber)
 		}
 	}
 	// The established connection keeps its session.
@@ -240,15 +167,16 @@ func TestTLSReload(t *testing.T) {
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), keyFile) {
 		t.Errorf("reload of a broken key: error %v, want one naming %s", err, keyFile)
 	}
-	if got := peerSerial(t, s.Addr()); got != second.serial {
-		t.Errorf("after a failed reload the server serves serial %d, want %d", got, second.serial)
+	if got := testcert.Presented(t, s.Addr()); !got.Equal(second.TLS.Leaf) {
+		t.Errorf("after a failed reload the server serves serial %v, want %v", got.SerialNumber, second.TLS.Leaf.SerialNumber)
 	}
 }
 
 // TestTLSBadFilesRefused: New fails, naming the file, when the
 // certificate cannot be loaded.
 func TestTLSBadFilesRefused(t *testing.T) {
-	certFile, keyFile := tlsFiles(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	for _, f := range []string{certFile, keyFile} {
 		if err := os.WriteFile(f, []byte("not pem"), 0o600); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -93,4 +95,41 @@ func (c Cert) ServerConfig() *tls.Config {
 // expects serverName.
 func (c Cert) ClientConfig(serverName string) *tls.Config {
 	return &tls.Config{RootCAs: c.Pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+}
+
+// WriteFiles writes the certificate and its key as PEM files, replacing
+// what they hold, for code that loads (or reloads) certificate files.
+func (c Cert) WriteFiles(t testing.TB, certFile, keyFile string) {
+	t.Helper()
+	if err := os.WriteFile(certFile, c.CertPEM, 0o600); err != nil {
+		t.Fatalf("testcert: %v", err)
+	}
+	if err := os.WriteFile(keyFile, c.KeyPEM, 0o600); err != nil {
+		t.Fatalf("testcert: %v", err)
+	}
+}
+
+// Files writes the certificate and its key to cert.pem and key.pem in a
+// fresh temporary directory of the test and returns their paths.
+func (c Cert) Files(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	c.WriteFiles(t, certFile, keyFile)
+	return certFile, keyFile
+}
+
+// Presented completes a TLS handshake with the server at addr and returns
+// the leaf certificate it presented. It trusts any certificate, so that
+// tests can check which one a server serves (after a reload, say) apart
+// from whether a client would accept it.
+func Presented(t testing.TB, addr string) *x509.Certificate {
+	t.Helper()
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) // which certificate, not trust
+	if err != nil {
+		t.Fatalf("testcert: TLS handshake with %s: %v", addr, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
 }

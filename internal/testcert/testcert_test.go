@@ -13,6 +13,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// serveHandshake accepts one connection on ln and reports the result of a
+// server handshake on it with cfg.
+func serveHandshake(ln net.Listener, cfg *tls.Config) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		done <- tls.Server(conn, cfg).Handshake()
+	}()
+	return done
+}
+
 // TestHandshake checks that a client trusting the pool completes a TLS
 // handshake with a server presenting the certificate, and that a client
 // expecting another name is refused.
@@ -34,16 +50,7 @@ func TestHandshake(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() {
-			conn, err := ln.Accept()
-			if err != nil {
-				done <- err
-				return
-			}
-			defer conn.Close()
-			done <- tls.Server(conn, c.ServerConfig()).Handshake()
-		}()
+		done := serveHandshake(ln, c.ServerConfig())
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -63,5 +70,29 @@ func TestHandshake(t *testing.T) {
 	}
 	if other := New(t, "127.0.0.1"); other.TLS.Leaf.SerialNumber.Cmp(c.TLS.Leaf.SerialNumber) == 0 {
 		t.Fatal("two certificates share a serial number")
+	}
+}
+
+// TestFilesAndPresented checks that the files written load as a key pair
+// and that Presented reports the certificate a server serves.
+func TestFilesAndPresented(t *testing.T) {
+	c := New(t, "127.0.0.1")
+	certFile, keyFile := c.Files(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("load written files: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := serveHandshake(ln, &tls.Config{Certificates: []tls.Certificate{pair}})
+	got := Presented(t, ln.Addr().String())
+	if err := <-done; err != nil {
+		t.Errorf("server handshake: %v", err)
+	}
+	ln.Close()
+	if !got.Equal(c.TLS.Leaf) {
+		t.Errorf("presented serial %v, want %v", got.SerialNumber, c.TLS.Leaf.SerialNumber)
 	}
 }

@@ -8,15 +8,26 @@
 // own server between those steps call Drain and Close themselves, in that
 // order; both are idempotent, so the cleanup then does nothing more.
 //
+// Tests that start a whole server (server.Server, the CLI) share its
+// process-wide netpoll poller, which lives as long as the process by
+// design: their TestMain calls VerifyTestMain, which checks for leaked
+// goroutines other than the poller's; IgnorePoller gives the same
+// exceptions to goleak.VerifyNone in a single test.
+//
 // Every function here is for tests only: failures are reported through
 // the testing.TB given to Start.
 package testnode
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/hub"
@@ -179,4 +190,32 @@ func (m *Metrics) ClosedWith(code uint16) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.closed[code]
+}
+
+// IgnorePoller returns goleak options that ignore the goroutines of the
+// process-wide netpoll poller (netpoll.Default).
+func IgnorePoller() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).loop"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*epollPoller).worker"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*worker).run"),
+		goleak.IgnoreAnyFunction("github.com/heraldhq/herald/internal/netpoll.(*loop).run"),
+	}
+}
+
+// VerifyTestMain runs the tests and, when they pass, fails the run if any
+// goroutine other than the poller's (see IgnorePoller) is still running.
+// Idle keep-alive connections of http.DefaultClient are closed first: their
+// goroutines belong to the client, not to the code under test. It exits
+// the process with the result.
+func VerifyTestMain(m *testing.M) {
+	code := m.Run()
+	http.DefaultClient.CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(IgnorePoller()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

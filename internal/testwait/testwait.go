@@ -8,6 +8,7 @@
 package testwait
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -25,10 +26,41 @@ const interval = 2 * time.Millisecond
 // the caller's goroutine.
 func Until(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	if err := poll(func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	}); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// UntilNil evaluates check until it returns nil and fails the test with
+// "timed out waiting for <what>: <last error>" when Timeout passes first,
+// so that the failure says what was still missing. check runs on the
+// caller's goroutine; it may itself fail the test for errors that waiting
+// cannot cure.
+func UntilNil(t testing.TB, what string, check func() error) {
+	t.Helper()
+	if err := poll(check); err != nil {
+		t.Fatalf("timed out waiting for %s: %v", what, err)
+	}
+}
+
+var errNotYet = errors.New("condition not met")
+
+// poll evaluates check until it returns nil, or returns its last error
+// once Timeout has passed.
+func poll(check func() error) error {
 	deadline := time.Now().Add(Timeout)
-	for !cond() {
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return err
 		}
 		time.Sleep(interval) // polling interval, not a wait for an event
 	}

@@ -1,6 +1,8 @@
 package testwait
 
 import (
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,7 +27,7 @@ type failRecorder struct {
 
 func (f *failRecorder) Helper() {}
 func (f *failRecorder) Fatalf(format string, args ...any) {
-	f.msg = format
+	f.msg = fmt.Sprintf(format, args...)
 	panic(f)
 }
 
@@ -45,5 +47,41 @@ func TestUntilFailsAfterTimeout(t *testing.T) {
 	}()
 	if f.msg == "" || time.Since(start) < Timeout {
 		t.Fatalf("failure %q after %v", f.msg, time.Since(start))
+	}
+}
+
+func TestUntilNilReturnsOnceNil(t *testing.T) {
+	var n atomic.Int32
+	timer := time.AfterFunc(20*time.Millisecond, func() { n.Store(1) })
+	defer timer.Stop()
+	calls := 0
+	UntilNil(t, "flag", func() error {
+		calls++
+		if n.Load() != 1 {
+			return errors.New("flag unset")
+		}
+		return nil
+	})
+	if calls < 2 {
+		t.Fatalf("check evaluated %d times; it failed at first", calls)
+	}
+}
+
+func TestUntilNilReportsLastError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the full timeout")
+	}
+	f := &failRecorder{TB: t}
+	calls := 0
+	func() {
+		defer func() {
+			if r := recover(); r != f {
+				t.Fatalf("recovered %v, want the recorded failure", r)
+			}
+		}()
+		UntilNil(f, "never", func() error { calls++; return fmt.Errorf("attempt %d", calls) })
+	}()
+	if want := fmt.Sprintf("timed out waiting for never: attempt %d", calls); f.msg != want {
+		t.Fatalf("failure %q, want %q", f.msg, want)
 	}
 }

@@ -201,7 +201,7 @@ func runAll(ctx context.Context, sz sizes, mode, out string, only, workloads map
 			metrics: func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) },
 		},
 	}
-	rep := &report{mode: mode, sizes: sz, started: time.Now(), results: map[string]map[string]*loadgen.Result{}, errs: map[string]map[string]string{}}
+	rep := &report{mode: mode, sizes: sz, started: time.Now(), load: loadAverage(), results: map[string]map[string]*loadgen.Result{}, errs: map[string]map[string]string{}}
 	port := 18600
 	for _, t := range targets {
 		if !only[t.name] {
@@ -384,8 +384,22 @@ func replaceResults(file, md string) error {
 	return os.WriteFile(file, []byte(s), 0o644)
 }
 
-// machine describes the host for the report.
-func machine() string {
+// loadAverage returns the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// machine describes the host for the report; load is the load average
+// when the run started.
+func machine(load string) string {
 	var b strings.Builder
 	model, mem, kernel := "unknown", "unknown", "unknown"
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -406,10 +420,6 @@ func machine() string {
 	}
 	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(data))
-	}
-	load := ""
-	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = strings.Join(strings.Fields(string(data))[:3], " ")
 	}
 	var lim syscall.Rlimit
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)

@@ -13,6 +13,7 @@ type report struct {
 	mode              string
 	sizes             sizes
 	started, finished time.Time
+	load              string // load average at the start
 	targets           []target
 	results           map[string]map[string]*loadgen.Result // target -> workload -> result
 	errs              map[string]map[string]string
@@ -69,7 +70,7 @@ func (r *report) markdown() string {
 		"The load generator runs on the same two cores as the server, so it caps what can be measured: a server " +
 		"whose last rate step still passed was not saturated.\n\n")
 	b.WriteString("Machine:\n\n")
-	b.WriteString(machine())
+	b.WriteString(machine(r.load))
 	b.WriteString("\nServers: herald (this tree)")
 	for _, t := range r.targets {
 		if t.name != "herald" {
