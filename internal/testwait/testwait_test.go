@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -31,23 +32,25 @@ func (f *failRecorder) Fatalf(format string, args ...any) {
 	panic(f)
 }
 
+// The timeout tests run in a synctest bubble: its fake clock lets the full
+// Timeout pass without the test waiting for it.
+
 func TestUntilFailsAfterTimeout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for the full timeout")
-	}
-	f := &failRecorder{TB: t}
-	start := time.Now()
-	func() {
-		defer func() {
-			if r := recover(); r != f {
-				t.Fatalf("recovered %v, want the recorded failure", r)
-			}
+	synctest.Test(t, func(t *testing.T) {
+		f := &failRecorder{TB: t}
+		start := time.Now()
+		func() {
+			defer func() {
+				if r := recover(); r != f {
+					t.Fatalf("recovered %v, want the recorded failure", r)
+				}
+			}()
+			Until(f, "never", func() bool { return false })
 		}()
-		Until(f, "never", func() bool { return false })
-	}()
-	if f.msg == "" || time.Since(start) < Timeout {
-		t.Fatalf("failure %q after %v", f.msg, time.Since(start))
-	}
+		if f.msg != "timed out waiting for never" || time.Since(start) < Timeout {
+			t.Fatalf("failure %q after %v", f.msg, time.Since(start))
+		}
+	})
 }
 
 func TestUntilNilReturnsOnceNil(t *testing.T) {
@@ -68,20 +71,19 @@ func TestUntilNilReturnsOnceNil(t *testing.T) {
 }
 
 func TestUntilNilReportsLastError(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for the full timeout")
-	}
-	f := &failRecorder{TB: t}
-	calls := 0
-	func() {
-		defer func() {
-			if r := recover(); r != f {
-				t.Fatalf("recovered %v, want the recorded failure", r)
-			}
+	synctest.Test(t, func(t *testing.T) {
+		f := &failRecorder{TB: t}
+		calls := 0
+		func() {
+			defer func() {
+				if r := recover(); r != f {
+					t.Fatalf("recovered %v, want the recorded failure", r)
+				}
+			}()
+			UntilNil(f, "never", func() error { calls++; return fmt.Errorf("attempt %d", calls) })
 		}()
-		UntilNil(f, "never", func() error { calls++; return fmt.Errorf("attempt %d", calls) })
-	}()
-	if want := fmt.Sprintf("timed out waiting for never: attempt %d", calls); f.msg != want {
-		t.Fatalf("failure %q, want %q", f.msg, want)
-	}
+		if want := fmt.Sprintf("timed out waiting for never: attempt %d", calls); f.msg != want {
+			t.Fatalf("failure %q, want %q", f.msg, want)
+		}
+	})
 }
