@@ -96,7 +96,6 @@ func (o ConnOptions) withDefaults() ConnOptions {
 // RemoteAddr, LastRead) are safe at any time.
 type Conn struct {
 	netConn     net.Conn
-	isServer    bool
 	subprotocol string
 	opts        ConnOptions
 	readLimit   int64
@@ -113,7 +112,6 @@ type Conn struct {
 	parser    frameParser
 	rbuf      *[]byte        // pooled read buffer; nil while no read is in progress
 	rdata     []byte         // bytes read but not parsed yet
-	rdlSet    bool           // a read deadline is set on netConn
 	msg       *messageReader // allocated by the first Reader
 	readDict  []byte         // inflate window kept between messages (read context takeover)
 	readDictN int            // its size limit
@@ -127,16 +125,21 @@ type Conn struct {
 	wlock    atomic.Pointer[chan struct{}]
 	wmu      sync.Mutex
 	wdeflate *deflateWriter // owned compressor when write context takeover is on
-	wdlSet   bool           // a write deadline is set on netConn
 	wstream  *messageWriter // allocated by the first Writer
 
 	// Closing.
 	closeMu    sync.Mutex
-	closeSent  bool          // our close frame was sent (or is being sent)
-	closed     bool          // the socket is closed
-	closeErr   error         // what reads report once the connection has ended
-	closedCh   chan struct{} // closed with the socket; created by the first waiter
-	doneClosed bool          // closeSocket has closed the socket
+	closeSent  bool // our close frame was sent (or is being sent)
+	closed     bool // the socket is closed
+	doneClosed bool // closeSocket has closed the socket
+	// Flags of the other groups, kept here so that the struct packs
+	// without padding (a server holds one Conn per idle connection):
+	isServer bool // immutable
+	rdlSet   bool // a read deadline is set on netConn; reading group
+	wdlSet   bool // a write deadline is set on netConn; writing group
+
+	closeErr error         // what reads report once the connection has ended
+	closedCh chan struct{} // closed with the socket; created by the first waiter
 
 	// Pings waiting for their pong.
 	pingMu  sync.Mutex

@@ -110,6 +110,19 @@ type Config struct {
 
 	Broker Broker `yaml:"broker"`
 	Demo   Demo   `yaml:"demo"`
+	Debug  Debug  `yaml:"debug"`
+}
+
+// Debug holds diagnostics for operators; everything is off by default.
+type Debug struct {
+	// PprofListen serves Go's runtime profiles (net/http/pprof, under
+	// /debug/pprof/) on a listener of their own; "" (the default) turns
+	// it off. It must be a loopback address unless Insecure is set.
+	// Danger: profiles expose the process's internals (goroutine stacks,
+	// command line) and a CPU or trace profile costs CPU while it runs;
+	// there is no authentication, so never expose it to untrusted
+	// networks.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // TLS names the certificate the listeners serve. With neither file set
@@ -304,6 +317,19 @@ func (c *Config) Validate() error {
 	}
 	if err := checkAddr("udp_listen", c.UDPListen, true); err != nil {
 		return err
+	}
+	if err := checkAddr("debug.pprof_listen", c.Debug.PprofListen, true); err != nil {
+		return err
+	}
+	if c.Debug.PprofListen != "" {
+		if !IsLoopback(c.Debug.PprofListen) && !c.Insecure {
+			return fmt.Errorf("debug.pprof_listen: %s is not a loopback address; profiles have no authentication "+
+				"(use 127.0.0.1 and an SSH tunnel, or pass --insecure for a throwaway test setup)", c.Debug.PprofListen)
+		}
+		if !strings.HasSuffix(c.Debug.PprofListen, ":0") &&
+			(c.Debug.PprofListen == c.Listen || c.Debug.PprofListen == c.TCPListen) {
+			return fmt.Errorf("debug.pprof_listen: same address as another listener (%s)", c.Debug.PprofListen)
+		}
 	}
 	if c.ListenBacklog < 0 || c.ListenBacklog > 1<<20 {
 		return fmt.Errorf("listen_backlog: %d out of range 0..%d", c.ListenBacklog, 1<<20)

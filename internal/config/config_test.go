@@ -387,3 +387,33 @@ func TestEveryOptionDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestDebugPprofListen(t *testing.T) {
+	for _, tc := range []struct {
+		addr     string
+		insecure bool
+		ok       bool
+	}{
+		{"", false, true},
+		{"127.0.0.1:6060", false, true},
+		{"localhost:6060", false, true},
+		{"[::1]:6060", false, true},
+		{"0.0.0.0:6060", false, false},
+		{":6060", false, false},
+		{"10.0.0.5:6060", true, true},
+		{"127.0.0.1", false, false},      // no port
+		{"127.0.0.1:8080", false, false}, // the main listener's address
+		{"127.0.0.1:0", false, true},     // port 0 never collides
+	} {
+		c := Default()
+		c.Debug.PprofListen = tc.addr
+		c.Insecure = tc.insecure
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("pprof_listen %q insecure %v: %v", tc.addr, tc.insecure, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "debug.pprof_listen") {
+			t.Errorf("error does not name the option: %v", err)
+		}
+	}
+}

@@ -266,7 +266,7 @@ func (ch *channel) removePending(j *joiner) {
 func (ch *channel) goLive(h *Hub, j *joiner) {
 	s := j.s
 	s.cl.mu.Lock()
-	removed := s.cl.removed || s.cl.subs[s.channel] != s
+	removed := s.cl.removed || s.cl.subs.get(s.channel) != s
 	s.cl.mu.Unlock()
 	if removed {
 		ch.failJoiner(j, fmt.Errorf("hub: subscribe %q: %w", ch.name, ErrUnknownClient))
@@ -304,9 +304,7 @@ func (ch *channel) failJoiner(j *joiner, err error) {
 	j.s.joiner = nil
 	s := j.s
 	s.cl.mu.Lock()
-	if s.cl.subs[s.channel] == s {
-		delete(s.cl.subs, s.channel)
-	}
+	s.cl.subs.remove(s)
 	s.cl.mu.Unlock()
 	close(j.done)
 }
@@ -362,9 +360,7 @@ func (ch *channel) empty() bool { return len(ch.live) == 0 && len(ch.pending) ==
 // goroutine holding ch.mu). s must already be out of ch.live.
 func (h *Hub) dropSubscription(ch *channel, s *subscription, code uint32, reason string, resubscribe, wasLive bool) {
 	s.cl.mu.Lock()
-	if s.cl.subs[s.channel] == s {
-		delete(s.cl.subs, s.channel)
-	}
+	s.cl.subs.remove(s)
 	s.cl.mu.Unlock()
 	s.cl.sub.ServerUnsubscribe(s.channel, code, reason, resubscribe)
 	h.counters.serverUnsubscribes.Add(1)

@@ -140,7 +140,7 @@ func (h *Hub) HandleControl(data []byte) {
 		h.counters.deliveries.Add(uint64(len(clients)))
 	case ctlDisconnect:
 		for _, c := range h.userClients(m.User, m.Client) {
-			if m.User != "" && c.user != m.User {
+			if m.User != "" && c.info.User != m.User {
 				continue
 			}
 			c.sub.ServerDisconnect(uint16(m.Code), m.Reason)

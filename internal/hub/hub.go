@@ -62,13 +62,96 @@ type shard struct {
 
 // client is a registered Subscriber and its subscriptions.
 type client struct {
-	sub  Subscriber
-	id   string
-	user string
+	sub Subscriber
+	// info holds the client's id and user (fixed while it is registered)
+	// and describes it in presence and join/leave events; it is shared by
+	// every subscription without channel info of its own.
+	info *ClientInfo
 
 	mu      sync.Mutex
-	subs    map[string]*subscription // live and in-progress subscriptions by channel
+	subs    subscriptionSet // live and in-progress subscriptions by channel
 	removed bool
+}
+
+// subscriptionSet holds a client's subscriptions by channel name. Most
+// clients hold a handful, which a short slice stores in a fraction of a
+// map's memory; past subscriptionSetMapAt entries it switches to a map so
+// that clients with many channels keep constant-time lookups.
+type subscriptionSet struct {
+	list []*subscription
+	byCh map[string]*subscription
+}
+
+const subscriptionSetMapAt = 16
+
+func (ss *subscriptionSet) get(channel string) *subscription {
+	if ss.byCh != nil {
+		return ss.byCh[channel]
+	}
+	for _, s := range ss.list {
+		if s.channel == channel {
+			return s
+		}
+	}
+	return nil
+}
+
+// add stores s; the caller has checked that its channel is not present.
+func (ss *subscriptionSet) add(s *subscription) {
+	if ss.byCh != nil {
+		ss.byCh[s.channel] = s
+		return
+	}
+	if len(ss.list) < subscriptionSetMapAt {
+		ss.list = append(ss.list, s)
+		return
+	}
+	ss.byCh = make(map[string]*subscription, len(ss.list)+1)
+	for _, o := range ss.list {
+		ss.byCh[o.channel] = o
+	}
+	ss.byCh[s.channel] = s
+	ss.list = nil
+}
+
+// remove deletes s if it is still the subscription of its channel.
+func (ss *subscriptionSet) remove(s *subscription) {
+	if ss.byCh != nil {
+		if ss.byCh[s.channel] == s {
+			delete(ss.byCh, s.channel)
+		}
+		return
+	}
+	for i, o := range ss.list {
+		if o == s {
+			last := len(ss.list) - 1
+			ss.list[i] = ss.list[last]
+			ss.list[last] = nil
+			ss.list = ss.list[:last]
+			if last == 0 {
+				ss.list = nil // release the backing array of an idle client
+			}
+			return
+		}
+	}
+}
+
+func (ss *subscriptionSet) len() int {
+	if ss.byCh != nil {
+		return len(ss.byCh)
+	}
+	return len(ss.list)
+}
+
+// appendTo appends every subscription to dst.
+func (ss *subscriptionSet) appendTo(dst []*subscription) []*subscription {
+	if ss.byCh != nil {
+		for _, s := range ss.byCh {
+			dst = append(dst, s)
+		}
+		return dst
+	}
+	return append(dst, ss.list...)
 }
 
 // lookup returns the client's subscription to name and the channel state
@@ -76,7 +159,7 @@ type client struct {
 func (c *client) lookup(name string) (*subscription, *channel) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.subs[name]
+	s := c.subs.get(name)
 	if s == nil {
 		return nil, nil
 	}
@@ -195,24 +278,24 @@ func (h *Hub) AddClient(sub Subscriber) error {
 	if h.closing.Load() {
 		return ErrShuttingDown
 	}
-	c := &client{sub: sub, id: sub.ClientID(), user: sub.UserID(), subs: make(map[string]*subscription)}
+	c := &client{sub: sub, info: clientInfo(sub)}
 	h.clientsMu.Lock()
 	defer h.clientsMu.Unlock()
-	if _, ok := h.clients[c.id]; ok {
-		return fmt.Errorf("hub: add client %q: %w", c.id, ErrClientExists)
+	if _, ok := h.clients[c.info.Client]; ok {
+		return fmt.Errorf("hub: add client %q: %w", c.info.Client, ErrClientExists)
 	}
-	if c.user != "" {
-		byID := h.users[c.user]
+	if c.info.User != "" {
+		byID := h.users[c.info.User]
 		if limit := h.cfg.MaxConnectionsPerUser; limit > 0 && len(byID) >= limit {
-			return fmt.Errorf("hub: add client of user %q: %w", c.user, ErrConnectionLimit)
+			return fmt.Errorf("hub: add client of user %q: %w", c.info.User, ErrConnectionLimit)
 		}
 		if byID == nil {
 			byID = make(map[string]*client)
-			h.users[c.user] = byID
+			h.users[c.info.User] = byID
 		}
-		byID[c.id] = c
+		byID[c.info.Client] = c
 	}
-	h.clients[c.id] = c
+	h.clients[c.info.Client] = c
 	return nil
 }
 
@@ -229,11 +312,11 @@ func (h *Hub) RemoveClient(ctx context.Context, sub Subscriber) {
 		return
 	}
 	delete(h.clients, id)
-	if c.user != "" {
-		if byID := h.users[c.user]; byID != nil {
+	if c.info.User != "" {
+		if byID := h.users[c.info.User]; byID != nil {
 			delete(byID, id)
 			if len(byID) == 0 {
-				delete(h.users, c.user)
+				delete(h.users, c.info.User)
 			}
 		}
 	}
@@ -241,14 +324,24 @@ func (h *Hub) RemoveClient(ctx context.Context, sub Subscriber) {
 
 	c.mu.Lock()
 	c.removed = true
-	subs := make([]*subscription, 0, len(c.subs))
-	for _, s := range c.subs {
-		subs = append(subs, s)
-	}
+	subs := c.subs.appendTo(make([]*subscription, 0, c.subs.len()))
 	c.mu.Unlock()
 	for _, s := range subs {
 		h.unsubscribe(ctx, s)
 	}
+}
+
+// clientInfo returns sub's description: its own when it offers a
+// matching one (ClientInfoSource), otherwise a new one.
+func clientInfo(sub Subscriber) *ClientInfo {
+	id, user, connInfo := sub.ClientID(), sub.UserID(), sub.ConnInfo()
+	if src, ok := sub.(ClientInfoSource); ok {
+		if info := src.ClientInfo(); info != nil && info.Client == id && info.User == user &&
+			sameSlice(info.ConnInfo, connInfo) && info.ChanInfo == nil {
+			return info
+		}
+	}
+	return &ClientInfo{Client: id, User: user, ConnInfo: connInfo}
 }
 
 func (h *Hub) lookupClient(sub Subscriber) *client {

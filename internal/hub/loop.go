@@ -79,10 +79,10 @@ func (h *Hub) runCleanup(ctx context.Context, t cleanupTask) {
 	defer cancel()
 	if t.presence {
 		t.cl.mu.Lock()
-		resubscribed := t.cl.subs[t.channel] != nil
+		resubscribed := t.cl.subs.get(t.channel) != nil
 		t.cl.mu.Unlock()
 		if !resubscribed {
-			if err := h.cfg.Presence.RemovePresence(ctx, t.channel, t.cl.id); err != nil {
+			if err := h.cfg.Presence.RemovePresence(ctx, t.channel, t.cl.info.Client); err != nil {
 				h.counters.presenceErrors.Add(1)
 				h.cfg.Logger.Warn("remove presence failed", "channel", t.channel, "error", err)
 			}
@@ -122,7 +122,7 @@ func (h *Hub) housekeep(ctx context.Context) {
 			ch.nextRefresh = now.Add(ttl / 3)
 			for _, s := range ch.live {
 				if s.presence {
-					due = append(due, presenceRefresh{ch.name, s.cl.id, s.info, ttl})
+					due = append(due, presenceRefresh{ch.name, s.cl.info.Client, s.info, ttl})
 				}
 			}
 		}

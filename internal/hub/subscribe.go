@@ -36,6 +36,18 @@ func checkSubscribe(user, channel string, nsOpts ChannelOptions, opts SubscribeO
 	return nil
 }
 
+// sameSlice reports whether a and b are the same slice (same array, same
+// length, or both nil), so that sharing one of them is unobservable.
+func sameSlice(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 {
+		return (a == nil) == (b == nil)
+	}
+	return &a[0] == &b[0]
+}
+
 // Subscribe subscribes a registered client to channel.
 //
 // It checks the channel name, the namespace and the namespace's subscribe
@@ -86,14 +98,17 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	if cl == nil {
 		return fmt.Errorf("hub: subscribe %q: %w", channel, ErrUnknownClient)
 	}
-	if err := checkSubscribe(cl.user, channel, nsOpts, opts); err != nil {
+	if err := checkSubscribe(cl.info.User, channel, nsOpts, opts); err != nil {
 		return err
 	}
 	s := &subscription{
 		cl:      cl,
 		channel: channel,
-		info:    &ClientInfo{Client: cl.id, User: cl.user, ConnInfo: sub.ConnInfo(), ChanInfo: opts.ChanInfo},
+		info:    cl.info,
 		idx:     -1,
+	}
+	if connInfo := sub.ConnInfo(); opts.ChanInfo != nil || !sameSlice(connInfo, cl.info.ConnInfo) {
+		s.info = &ClientInfo{Client: cl.info.Client, User: cl.info.User, ConnInfo: connInfo, ChanInfo: opts.ChanInfo}
 	}
 	j := &joiner{s: s, since: opts.Since, onResult: onResult, limit: h.cfg.RecoveryBufferSize, done: make(chan struct{})}
 	s.joiner = j
@@ -102,11 +117,11 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	case cl.removed:
 		cl.mu.Unlock()
 		return fmt.Errorf("hub: subscribe %q: %w", channel, ErrUnknownClient)
-	case cl.subs[channel] != nil:
+	case cl.subs.get(channel) != nil:
 		cl.mu.Unlock()
 		return fmt.Errorf("hub: subscribe %q: %w", channel, ErrAlreadySubscribed)
 	}
-	cl.subs[channel] = s
+	cl.subs.add(s)
 	cl.mu.Unlock()
 
 	ch, err := h.join(ctx, channel, nsOpts, j)
@@ -119,7 +134,7 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	nsOpts = ch.opts
 
 	if nsOpts.Presence {
-		if err := h.cfg.Presence.AddPresence(ctx, channel, cl.id, s.info, nsOpts.presenceTTL()); err != nil {
+		if err := h.cfg.Presence.AddPresence(ctx, channel, cl.info.Client, s.info, nsOpts.presenceTTL()); err != nil {
 			h.counters.presenceErrors.Add(1)
 			return h.abortJoin(ctx, ch, j, fmt.Errorf("hub: subscribe %q: add presence: %w", channel, err))
 		}
@@ -198,7 +213,7 @@ func (h *Hub) abortJoin(ctx context.Context, ch *channel, j *joiner, err error) 
 	ch.mu.Unlock()
 	if j.s.presence {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerOpTimeout)
-		if perr := h.cfg.Presence.RemovePresence(ctx, j.s.channel, j.s.cl.id); perr != nil {
+		if perr := h.cfg.Presence.RemovePresence(ctx, j.s.channel, j.s.cl.info.Client); perr != nil {
 			h.counters.presenceErrors.Add(1)
 		}
 		cancel()
@@ -248,9 +263,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
 	}
 	wasLive := ch.removeLive(s)
 	s.cl.mu.Lock()
-	if s.cl.subs[s.channel] == s {
-		delete(s.cl.subs, s.channel)
-	}
+	s.cl.subs.remove(s)
 	s.cl.mu.Unlock()
 	if len(ch.live) == 0 {
 		ch.completeWaiting(h)
@@ -263,7 +276,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerOpTimeout)
 	defer cancel()
 	if s.presence {
-		if err := h.cfg.Presence.RemovePresence(bctx, s.channel, s.cl.id); err != nil {
+		if err := h.cfg.Presence.RemovePresence(bctx, s.channel, s.cl.info.Client); err != nil {
 			h.counters.presenceErrors.Add(1)
 			h.cfg.Logger.Warn("remove presence failed", "channel", s.channel, "error", err)
 		}

@@ -64,3 +64,14 @@ type SubscribeOptions struct {
 // onResult before Subscribe returns, so the session must be ready for them
 // from the moment onResult runs.
 type SubscribeResultFunc func(res *wire.SubscribeResult)
+
+// ClientInfoSource is implemented by Subscribers that already hold their
+// description for presence and join/leave events. AddClient then shares
+// that value instead of building a copy per client (memory per idle
+// connection). ClientInfo must return a value with Client, User and
+// ConnInfo equal to ClientID, UserID and ConnInfo and no ChanInfo, or nil;
+// it is treated as read-only and must not change while the client is
+// registered. Any other value is ignored and the hub builds its own.
+type ClientInfoSource interface {
+	ClientInfo() *ClientInfo
+}

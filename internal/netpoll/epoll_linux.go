@@ -82,8 +82,13 @@ type loop struct {
 	mu    sync.Mutex
 	conns map[int32]*Conn // by descriptor
 
-	inline  atomic.Uint32 // inlineNone, inlineRunning or inlineReplaced
-	standIn *time.Timer   // armed during an inline turn; calls takeOver
+	// Inline turns (see run and watch).
+	inline     atomic.Uint32 // inlineNone, inlineRunning or inlineReplaced
+	inlineSeq  atomic.Uint64 // counts inline turns
+	watchedSeq atomic.Uint64 // inlineSeq at the previous watch
+	watching   atomic.Bool   // standIn is armed
+	standIn    *time.Timer   // calls watch
+	released   atomic.Bool   // the epoll instance is closed
 }
 
 func newSysPoller(p *Poller) (poller, error) {
@@ -136,13 +141,14 @@ func newLoop(ep *epollPoller) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{ep: ep, epfd: epfd, file: file, rc: rc, conns: make(map[int32]*Conn)}
-	l.standIn = time.AfterFunc(time.Hour, l.takeOver)
+	l.standIn = time.AfterFunc(time.Hour, l.watch)
 	l.standIn.Stop()
 	return l, nil
 }
 
 // release closes the epoll instance; a waiting run returns.
 func (l *loop) release() {
+	l.released.Store(true)
 	l.standIn.Stop()
 	l.file.Close()
 }
@@ -153,9 +159,13 @@ type readyConn struct {
 	bits uint32
 }
 
-// inlineTurnLimit is how long a turn run inline on a loop goroutine may
-// take before a stand-in goroutine takes over the loop, so a Handler that
-// blocks does not hold up the loop's other connections for longer.
+// inlineTurnLimit is the period of the watch over inline turns: a turn
+// run inline on a loop goroutine that is still running at two consecutive
+// checks (so after one to two periods) gets the loop taken over by a
+// stand-in goroutine, so a Handler that blocks does not hold up the loop's
+// other connections for longer. The watch runs only while inline turns
+// happen, at most once per period: arming a timer per turn would cost
+// more than the hand-off the inline turn saves.
 const inlineTurnLimit = time.Millisecond
 
 // States of loop.inline.
@@ -165,16 +175,33 @@ const (
 	inlineReplaced        // that turn overran; a stand-in runs the loop
 )
 
-// takeOver runs on the standIn timer's goroutine when an inline turn
-// overran inlineTurnLimit: a new goroutine takes over the loop, and the
-// one running the turn ends when the turn returns. A loop has at most one
-// such overrunning goroutine: inline turns wait until it has ended.
-func (l *loop) takeOver() {
-	if l.inline.CompareAndSwap(inlineRunning, inlineReplaced) {
+// watch runs on the standIn timer's goroutine every inlineTurnLimit while
+// the loop runs turns inline. If the same inline turn is running as at the
+// previous check, a new goroutine takes over the loop, and the one running
+// the turn ends when the turn returns. A loop has at most one such
+// overrunning goroutine: it runs no inline turn until that one has ended.
+func (l *loop) watch() {
+	if l.released.Load() {
+		return // the overrunning turn, if any, ends on its own
+	}
+	seq := l.inlineSeq.Load()
+	running := l.inline.Load() == inlineRunning
+	if running && seq == l.watchedSeq.Load() && l.inline.CompareAndSwap(inlineRunning, inlineReplaced) {
 		// The overrunning goroutine has not called Done yet, so the
 		// WaitGroup count is positive: Add is safe even during stop.
 		l.ep.wg.Add(1)
 		go l.run()
+		running = false
+	}
+	if running || seq != l.watchedSeq.Load() {
+		l.watchedSeq.Store(seq)
+		l.standIn.Reset(inlineTurnLimit)
+		return
+	}
+	l.watching.Store(false)
+	// An inline turn that began just now saw watching still set.
+	if l.inline.Load() == inlineRunning && l.watching.CompareAndSwap(false, true) {
+		l.standIn.Reset(inlineTurnLimit)
 	}
 }
 
@@ -189,8 +216,10 @@ func (l *loop) run() {
 	w := &worker{} // for turns run inline
 	var n int
 	var werr error
+	harvests := 0 // epoll_wait calls for one batch: 1 unless the loop parked
 	// Built once: a closure passed to RawConn.Read escapes.
 	harvest := func(fd uintptr) bool {
+		harvests++
 		for {
 			n, werr = unix.EpollWait(int(fd), events, 0)
 			if werr != unix.EINTR {
@@ -199,6 +228,7 @@ func (l *loop) run() {
 		}
 	}
 	for {
+		harvests = 0
 		if err := l.rc.Read(harvest); err != nil {
 			return // released
 		}
@@ -227,24 +257,29 @@ func (l *loop) run() {
 			ready = append(ready, readyConn{c, bits})
 		}
 		l.mu.Unlock()
-		if len(ready) == 1 && l.inline.Load() == inlineNone && l.ep.work.quiet() {
-			// The only ready connection while every worker is idle:
-			// serve it here rather than wake a worker for it. This
-			// saves a goroutine hand-off per event when traffic is
-			// light (one connection, one message in flight). The turn
-			// is bounded like any other (what it leaves pending goes
-			// to the work queue), and a Handler that blocks in it
-			// gets the loop taken over by a stand-in.
+		if len(ready) == 1 && harvests > 1 && l.inline.Load() == inlineNone && l.ep.work.quiet() {
+			// The only ready connection, after the loop had found
+			// nothing and parked, while every worker is idle: serve it
+			// here rather than wake a worker for it. This saves a
+			// goroutine hand-off per event when traffic is light (one
+			// connection, one message in flight). Events that arrived
+			// during the previous batch (the loop did not park) are
+			// dispatched, so that connections with traffic at the same
+			// time are served in parallel, not one after the other by
+			// the loop. The turn is bounded like any other (what it
+			// leaves pending goes to the work queue), and a Handler
+			// that blocks in it gets the loop taken over by a stand-in.
+			l.inlineSeq.Add(1)
 			l.inline.Store(inlineRunning)
-			l.standIn.Reset(inlineTurnLimit)
+			if !l.watching.Load() && l.watching.CompareAndSwap(false, true) {
+				l.standIn.Reset(inlineTurnLimit)
+			}
 			ready[0].c.runInline(ready[0].bits, w)
 			if !l.inline.CompareAndSwap(inlineRunning, inlineNone) {
-				// A stand-in runs the loop now; this goroutine was
-				// counted in ep.wg by its own start.
+				// A stand-in runs the loop now.
 				l.inline.Store(inlineNone)
 				return
 			}
-			l.standIn.Stop()
 		} else {
 			for _, r := range ready {
 				r.c.notify(r.bits)

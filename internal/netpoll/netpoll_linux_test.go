@@ -171,10 +171,12 @@ func TestEchoFallbackTLS(t *testing.T) {
 }
 
 // blockWorkers occupies every worker of p (Workers must be 1) with an
-// OnData that waits until the returned release is called.
+// OnData that waits until the returned release is called. The data is
+// ConnOptions.Buffered, delivered by the registration's turn, which always
+// runs on a worker (a socket event could be served inline by the loop).
 func blockWorkers(t *testing.T, p *Poller, ln net.Listener) (release func()) {
 	t.Helper()
-	s, c := tcpPair(t, ln)
+	s, _ := tcpPair(t, ln)
 	entered := make(chan struct{})
 	gate := make(chan struct{})
 	rec := newRecorder(false)
@@ -182,10 +184,9 @@ func blockWorkers(t *testing.T, p *Poller, ln net.Listener) (release func()) {
 		close(entered)
 		<-gate
 	}
-	if _, err := p.Register(s, rec); err != nil {
+	if _, err := p.Register(s, rec, ConnOptions{Buffered: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte{1})
 	<-entered
 	var once sync.Once
 	release = func() { once.Do(func() { close(gate) }) }

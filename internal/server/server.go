@@ -102,7 +102,9 @@ type Server struct {
 	shuttingDown bool
 	ln           *fdLimitListener
 	socks        socketListeners // TCP and UDP transports' sockets
-	wg           sync.WaitGroup  // goroutines started by goLocked
+	pprofSrv     *http.Server    // debug.pprof_listen; nil when off
+	pprofLn      net.Listener
+	wg           sync.WaitGroup // goroutines started by goLocked
 	cancelBG     context.CancelFunc
 
 	shutdownOnce sync.Once
@@ -314,6 +316,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = newFDLimitListener(raw, s.log)
 	s.socks = socks
+	if err := s.startPprofLocked(ctx); err != nil {
+		return err // Shutdown closes the listeners opened so far
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancelBG = cancel
 
@@ -478,6 +483,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	ln := s.ln
 	socks := s.socks
 	cancel := s.cancelBG
+	pprofSrv := s.pprofSrv
 	s.mu.Unlock()
 	s.ready.Store(false)
 	s.log.Info("shutting down", "drain", s.cfg.DrainTimeout.String())
@@ -490,6 +496,13 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if socks.tcp != nil {
 		socks.tcp.Close() // UDP stays open: its clients get the drain's 1001 through it
+	}
+	if pprofSrv != nil {
+		// Profiles in progress (a 30 s CPU profile) are cut short rather
+		// than waited for.
+		if err := pprofSrv.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close profiling server: %w", err))
+		}
 	}
 	if cancel != nil {
 		cancel() // demo ticker

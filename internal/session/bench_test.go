@@ -1,6 +1,7 @@
 package session
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,31 @@ func BenchmarkWheel(b *testing.B) {
 		for sec := 1; sec <= 26; sec++ {
 			due = w.due(start.Add(time.Duration(sec)*time.Second), due[:0])
 		}
+	}
+}
+
+// BenchmarkPublishCommand measures a client's publish through the session
+// with 1 KiB of data in each codec: decode, data validation, the hub's
+// publish (in-memory broker, no subscribers) and the reply.
+func BenchmarkPublishCommand(b *testing.B) {
+	data := []byte(`{"text":"` + strings.Repeat("x", 1000) + `","n":[1,2.5,-3e2,true,null]}`)
+	for _, codec := range []wire.Codec{wire.JSON, wire.Binary} {
+		b.Run(codec.Name(), func(b *testing.B) {
+			e := newEnv(b, nil)
+			t := &discardTransport{}
+			s, err := e.m.NewSession(t, codec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t.s = s
+			s.HandleMessage(codec.AppendCommand(nil, &wire.Command{ID: 1, Method: wire.MethodConnect, Connect: &wire.ConnectParams{}}))
+			msg := codec.AppendCommand(nil, &wire.Command{ID: 2, Method: wire.MethodPublish,
+				Publish: &wire.PublishParams{Channel: "chat:bench", Data: data}})
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.HandleMessage(msg)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,6 +20,9 @@ const (
 	DefaultHubTimeout       = 5 * time.Second
 	DefaultMaxBadCommands   = 10
 )
+
+// maxBadCommandsLimit keeps the per-session counter in 16 bits.
+const maxBadCommandsLimit = 1<<16 - 2
 
 // Config configures a Manager and every session it creates. Hub is
 // required; every other field's zero value is a sensible default.
@@ -56,7 +60,8 @@ type Config struct {
 	// returns. Default 1000.
 	HistoryMaxLimit int
 	// MaxBadCommands is how many malformed commands (answered with 107)
-	// a connection may send before it is closed with 3501. Default 10.
+	// a connection may send before it is closed with 3501. Default 10;
+	// at most 65534.
 	MaxBadCommands int
 	// HubTimeout bounds each hub call a command makes (broker round
 	// trips). Default 5 s.
@@ -97,6 +102,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.MaxBadCommands <= 0 {
 		c.MaxBadCommands = DefaultMaxBadCommands
+	}
+	if c.MaxBadCommands > maxBadCommandsLimit {
+		return fmt.Errorf("session: MaxBadCommands %d is over %d", c.MaxBadCommands, maxBadCommandsLimit)
 	}
 	if c.HubTimeout <= 0 {
 		c.HubTimeout = DefaultHubTimeout

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,8 +30,11 @@ type Manager struct {
 	ctx    context.Context // canceled by Close; parent of hub calls
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	sessions map[*Session]struct{}
+	mu sync.Mutex
+	// sessions are the live sessions, in no order; each knows its index
+	// (Session.index), so removal is a swap with the last. A slice rather
+	// than a set: one pointer per idle connection.
+	sessions []*Session
 	draining bool
 	emptied  chan struct{} // closed when sessions becomes empty while draining
 
@@ -55,13 +59,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		cfg:      cfg,
-		wheel:    newWheel(cfg.tick(), cfg.horizon(), time.Now()),
-		ctx:      ctx,
-		cancel:   cancel,
-		sessions: make(map[*Session]struct{}),
-		wakeups:  make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:     cfg,
+		wheel:   newWheel(cfg.tick(), cfg.horizon(), time.Now()),
+		ctx:     ctx,
+		cancel:  cancel,
+		wakeups: make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 	go m.sweep()
 	return m, nil
@@ -82,23 +85,25 @@ func (m *Manager) NewSession(t Transport, codec wire.Codec) (*Session, error) {
 		m:         m,
 		t:         t,
 		codec:     codec,
-		transport: info.Name,
 		id:        newClientID(),
+		dataValid: decodedDataValid(codec),
 	}
 	now := time.Now()
 	s.lastActivity.Store(now.UnixNano())
-	s.connectDeadline = now.Add(m.cfg.ConnectTimeout)
+	connectDeadline := now.Add(m.cfg.ConnectTimeout)
+	s.deadline = connectDeadline.UnixNano()
 
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
 		return nil, ErrDraining
 	}
-	m.sessions[s] = struct{}{}
+	s.index = int32(len(m.sessions))
+	m.sessions = append(m.sessions, s)
 	m.mu.Unlock()
 
 	m.cfg.Metrics.SessionOpened(info.Name)
-	m.wheel.schedule(s, s.connectDeadline)
+	m.wheel.schedule(s, connectDeadline)
 	return s, nil
 }
 
@@ -120,7 +125,17 @@ func (m *Manager) Len() int {
 func (m *Manager) remove(s *Session) {
 	m.wheel.unschedule(s)
 	m.mu.Lock()
-	delete(m.sessions, s)
+	if i := s.index; i >= 0 {
+		last := len(m.sessions) - 1
+		m.sessions[i] = m.sessions[last]
+		m.sessions[i].index = i
+		m.sessions[last] = nil
+		m.sessions = m.sessions[:last]
+		s.index = -1
+		if cap(m.sessions) > 64 && len(m.sessions) < cap(m.sessions)/4 {
+			m.sessions = slices.Clip(slices.Clone(m.sessions))
+		}
+	}
 	if m.draining && len(m.sessions) == 0 && m.emptied != nil {
 		close(m.emptied)
 		m.emptied = nil
@@ -138,10 +153,7 @@ func (m *Manager) remove(s *Session) {
 func (m *Manager) Drain(ctx context.Context, d wire.Disconnect, spread time.Duration) error {
 	m.mu.Lock()
 	m.draining = true
-	list := make([]*Session, 0, len(m.sessions))
-	for s := range m.sessions {
-		list = append(list, s)
-	}
+	list := slices.Clone(m.sessions)
 	var emptied chan struct{}
 	if len(m.sessions) > 0 {
 		if m.emptied == nil {

@@ -60,7 +60,11 @@ type Hub interface {
 	SendToUser(ctx context.Context, user string, data []byte, info *wire.ClientInfo) error
 }
 
-var _ Hub = (*hub.Hub)(nil)
+var (
+	_ Hub                  = (*hub.Hub)(nil)
+	_ hub.Subscriber       = (*Session)(nil)
+	_ hub.ClientInfoSource = (*Session)(nil)
+)
 
 type state uint8
 
@@ -80,35 +84,90 @@ const (
 // other hub.Subscriber methods may be called from any goroutine at any
 // time and never block.
 type Session struct {
-	m         *Manager
-	t         Transport
-	codec     wire.Codec
-	transport string
-	id        string
+	m     *Manager
+	t     Transport
+	codec wire.Codec
+	id    string
 
-	// Set by connect before the session is registered with the hub and
-	// never changed afterwards (refresh requires the same user).
-	user     string
-	connInfo []byte
-	info     *wire.ClientInfo
+	// info is set by connect before the session is registered with the
+	// hub and never changed afterwards (refresh requires the same user);
+	// nil before connect. It holds the user and the token's info claim.
+	info *wire.ClientInfo
 
 	lastActivity atomic.Int64 // unix nanoseconds of the last message handled
-	closed       atomic.Bool  // no more sends: closing or closed
 
-	mu              sync.Mutex
-	state           state
-	connectDeadline time.Time
-	nextPing        time.Time
-	expiresAt       time.Time // zero: the token never expires
-	grants          []string
-	subs            map[string]struct{} // subscribed or subscribing
-	badCommands     int
-	closeCode       uint16 // the first disconnect code
-	closeReason     string
-	registered      bool // AddClient succeeded: HandleClose must remove the client
-
+	// Fields are ordered to pack: an idle server holds one Session per
+	// connection.
+	closed atomic.Bool // no more sends: closing or closed
+	mu     sync.Mutex
 	// wheelGen is guarded by the Manager's wheel lock.
-	wheelGen uint32
+	wheelGen   uint32
+	state      state
+	registered bool // AddClient succeeded: HandleClose must remove the client
+	// dataValid: the codec's DecodeCommand only succeeds when publish and
+	// send data are one valid JSON value, so checkData need not scan it
+	// again. Set by NewSession, never changed.
+	dataValid   bool
+	closeCode   uint16 // the first disconnect code
+	badCommands uint16 // bounded by Config.MaxBadCommands + 1
+	// index is the session's place in Manager.sessions, -1 once removed.
+	// Guarded by the Manager's mu.
+	index int32
+	// Unix nanoseconds: the connect deadline while stateNew, the next ping
+	// once connected; expiresAt 0 means the token never expires.
+	deadline  int64
+	expiresAt int64
+	grants    []string
+	// subs are the channels subscribed or subscribing: a short slice, as
+	// most clients hold a few (MaxSubscriptions bounds it).
+	subs        []string
+	closeReason string
+}
+
+// user returns the token's subject ("" when anonymous or before connect).
+func (s *Session) user() string {
+	if s.info == nil {
+		return ""
+	}
+	return s.info.User
+}
+
+// hasSubLocked reports whether channel is in s.subs; s.mu is held.
+func (s *Session) hasSubLocked(channel string) bool {
+	for _, c := range s.subs {
+		if c == channel {
+			return true
+		}
+	}
+	return false
+}
+
+// removeSubLocked removes channel from s.subs; s.mu is held.
+func (s *Session) removeSubLocked(channel string) {
+	for i, c := range s.subs {
+		if c == channel {
+			last := len(s.subs) - 1
+			s.subs[i] = s.subs[last]
+			s.subs[last] = ""
+			s.subs = s.subs[:last]
+			if last == 0 {
+				s.subs = nil
+			}
+			return
+		}
+	}
+}
+
+// unixNano converts a time to the session's representation: 0 for the
+// zero time (and 1 for the one instant whose Unix nanoseconds are 0).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if n := t.UnixNano(); n != 0 {
+		return n
+	}
+	return 1
 }
 
 // newClientID returns a random 128-bit hex id.
@@ -126,10 +185,19 @@ func (s *Session) ClientID() string { return s.id }
 
 // UserID implements hub.Subscriber: the token's subject, "" when
 // anonymous.
-func (s *Session) UserID() string { return s.user }
+func (s *Session) UserID() string { return s.user() }
 
 // ConnInfo implements hub.Subscriber: the token's info claim.
-func (s *Session) ConnInfo() []byte { return s.connInfo }
+func (s *Session) ConnInfo() []byte {
+	if s.info == nil {
+		return nil
+	}
+	return s.info.ConnInfo
+}
+
+// ClientInfo implements hub.ClientInfoSource: the hub shares the
+// session's description (nil before connect).
+func (s *Session) ClientInfo() *wire.ClientInfo { return s.info }
 
 // Deliver implements hub.Subscriber: the delivery goes to the transport as
 // is; overflow disconnects the client as a slow consumer.
@@ -147,7 +215,7 @@ func (s *Session) Deliver(d *hub.Delivery) {
 // ServerUnsubscribe implements hub.Subscriber.
 func (s *Session) ServerUnsubscribe(channel string, code uint32, reason string, resubscribe bool) {
 	s.mu.Lock()
-	delete(s.subs, channel)
+	s.removeSubLocked(channel)
 	s.mu.Unlock()
 	s.sendPush(&wire.Push{Type: wire.PushUnsubscribe, Channel: channel,
 		Unsubscribe: &wire.UnsubscribePush{Code: code, Reason: reason, Resubscribe: resubscribe}})
@@ -266,7 +334,7 @@ func (s *Session) HandleClose(err error) {
 		s.m.cfg.Hub.RemoveClient(ctx, s)
 		cancel()
 	}
-	s.m.cfg.Metrics.SessionClosed(s.transport, code)
+	s.m.cfg.Metrics.SessionClosed(s.t.Info().Name, code)
 }
 
 // HandleMessage handles one message received from the client: one encoded
@@ -309,8 +377,10 @@ func (s *Session) handleDecodeError(err error) {
 func (s *Session) countBad() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.badCommands++
-	return s.badCommands > s.m.cfg.MaxBadCommands
+	if int(s.badCommands) <= s.m.cfg.MaxBadCommands {
+		s.badCommands++
+	}
+	return int(s.badCommands) > s.m.cfg.MaxBadCommands
 }
 
 func (s *Session) currentState() state {
@@ -406,8 +476,6 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 
 	now := time.Now()
 	s.mu.Lock()
-	s.user = claims.Subject
-	s.connInfo = claims.Info
 	s.info = &wire.ClientInfo{Client: s.id, User: claims.Subject, ConnInfo: claims.Info}
 	s.mu.Unlock()
 
@@ -456,12 +524,12 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 		return
 	}
 	s.state = stateConnected
-	s.expiresAt = claims.ExpiresAt
+	s.expiresAt = unixNano(claims.ExpiresAt)
 	s.grants = claims.Channels
-	s.nextPing = now.Add(half + rand.N(half+1))
-	if !s.expiresAt.IsZero() {
+	s.deadline = now.Add(half + rand.N(half+1)).UnixNano()
+	if s.expiresAt != 0 {
 		res.Expires = true
-		res.TTL = ttlSeconds(s.expiresAt, now)
+		res.TTL = ttlSeconds(claims.ExpiresAt, now)
 	}
 	s.mu.Unlock()
 	s.sendReply(cmd.Method, &wire.Reply{ID: cmd.ID, Connect: res})
@@ -477,14 +545,14 @@ func (s *Session) nextDue() time.Time {
 }
 
 func (s *Session) nextDueLocked(last time.Time) time.Time {
-	due := s.nextPing
-	if silent := last.Add(s.m.cfg.PingInterval + s.m.cfg.PongTimeout); silent.Before(due) {
+	due := s.deadline // the next ping
+	if silent := last.Add(s.m.cfg.PingInterval + s.m.cfg.PongTimeout).UnixNano(); silent < due {
 		due = silent
 	}
-	if !s.expiresAt.IsZero() && s.expiresAt.Before(due) {
+	if s.expiresAt != 0 && s.expiresAt < due {
 		due = s.expiresAt
 	}
-	return due
+	return time.Unix(0, due)
 }
 
 // lastRead is the later of the last command and the transport's last
@@ -509,8 +577,8 @@ func (s *Session) heartbeat(now time.Time) (next time.Time, ok bool) {
 	s.mu.Lock()
 	switch s.state {
 	case stateNew:
-		if now.Before(s.connectDeadline) {
-			next = s.connectDeadline
+		if now.UnixNano() < s.deadline {
+			next = time.Unix(0, s.deadline)
 			break
 		}
 		closeCode, reason = wire.DisconnectConnectTimeout, "connect timeout"
@@ -519,12 +587,12 @@ func (s *Session) heartbeat(now time.Time) (next time.Time, ok bool) {
 		switch {
 		case now.Sub(last) >= s.m.cfg.PingInterval+s.m.cfg.PongTimeout:
 			closeCode, reason = wire.DisconnectNoPong, "no pong"
-		case !s.expiresAt.IsZero() && !now.Before(s.expiresAt):
+		case s.expiresAt != 0 && now.UnixNano() >= s.expiresAt:
 			closeCode, reason = wire.DisconnectTokenExpired, "token expired"
 		default:
-			if !now.Before(s.nextPing) {
+			if now.UnixNano() >= s.deadline {
 				ping = true
-				s.nextPing = now.Add(s.m.cfg.PingInterval)
+				s.deadline = now.Add(s.m.cfg.PingInterval).UnixNano()
 			}
 			next = s.nextDueLocked(last)
 		}
@@ -571,18 +639,18 @@ func (s *Session) handleRefresh(cmd *wire.Command) {
 	case err != nil:
 		s.replyError(cmd, wire.ErrUnauthorized, "invalid token")
 		return
-	case claims.Subject != s.user:
+	case claims.Subject != s.user():
 		s.replyError(cmd, wire.ErrUnauthorized, "token is for another user")
 		return
 	}
 	now := time.Now()
 	res := &wire.RefreshResult{}
 	s.mu.Lock()
-	s.expiresAt = claims.ExpiresAt
+	s.expiresAt = unixNano(claims.ExpiresAt)
 	s.grants = claims.Channels
-	if !s.expiresAt.IsZero() {
+	if s.expiresAt != 0 {
 		res.Expires = true
-		res.TTL = ttlSeconds(s.expiresAt, now)
+		res.TTL = ttlSeconds(claims.ExpiresAt, now)
 	}
 	s.mu.Unlock()
 	s.sendReply(cmd.Method, &wire.Reply{ID: cmd.ID, Refresh: res})
@@ -604,8 +672,7 @@ func (s *Session) granted(channel string) bool {
 func (s *Session) isSubscribed(channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.subs[channel]
-	return ok
+	return s.hasSubLocked(channel)
 }
 
 func (s *Session) handleSubscribe(cmd *wire.Command) {
@@ -619,7 +686,7 @@ func (s *Session) handleSubscribe(cmd *wire.Command) {
 		return
 	}
 	s.mu.Lock()
-	if _, ok := s.subs[ch]; ok {
+	if s.hasSubLocked(ch) {
 		s.mu.Unlock()
 		s.replyError(cmd, wire.ErrAlreadySubscribed, "already subscribed")
 		return
@@ -629,10 +696,7 @@ func (s *Session) handleSubscribe(cmd *wire.Command) {
 		s.replyError(cmd, wire.ErrLimitExceeded, "too many subscriptions")
 		return
 	}
-	if s.subs == nil {
-		s.subs = make(map[string]struct{})
-	}
-	s.subs[ch] = struct{}{}
+	s.subs = append(s.subs, ch)
 	s.mu.Unlock()
 
 	opts := hub.SubscribeOptions{Since: cmd.Subscribe.Since, Granted: s.granted(ch)}
@@ -646,7 +710,7 @@ func (s *Session) handleSubscribe(cmd *wire.Command) {
 	})
 	if err != nil {
 		s.mu.Lock()
-		delete(s.subs, ch)
+		s.removeSubLocked(ch)
 		s.mu.Unlock()
 		s.hubFailed(cmd, err)
 	}
@@ -671,7 +735,7 @@ func (s *Session) handleUnsubscribe(cmd *wire.Command) {
 	defer cancel()
 	err := s.m.cfg.Hub.Unsubscribe(ctx, s, ch)
 	s.mu.Lock()
-	delete(s.subs, ch)
+	s.removeSubLocked(ch)
 	s.mu.Unlock()
 	if err != nil && !errors.Is(err, hub.ErrNotSubscribed) {
 		s.hubFailed(cmd, err)
@@ -691,7 +755,7 @@ func (s *Session) channelAccess(cmd *wire.Command, channel string) (hub.ChannelO
 		s.sendReply(cmd.Method, &wire.Reply{ID: cmd.ID, Error: hub.WireError(err)})
 		return opts, false
 	}
-	if s.user == "" && !opts.AllowAnonymous && !s.granted(channel) {
+	if s.user() == "" && !opts.AllowAnonymous && !s.granted(channel) {
 		s.replyError(cmd, wire.ErrPermissionDenied, "permission denied")
 		return opts, false
 	}
@@ -702,14 +766,31 @@ func (s *Session) channelAccess(cmd *wire.Command, channel string) (hub.ChannelO
 	return opts, true
 }
 
-// checkData validates publish and send data.
+// decodedDataValid reports whether codec's DecodeCommand guarantees that
+// the data of the commands it returns is one valid JSON value. The JSON
+// codec validates the whole command before it returns one (its fast
+// decoder scans every value, data included, and anything it does not
+// accept goes to encoding/json, which rejects invalid input), so data
+// that decoded is data that is valid. The binary codec carries data as
+// raw bytes: its data must be checked.
+func decodedDataValid(codec wire.Codec) bool {
+	switch codec.(type) {
+	case wire.JSONCodec, *wire.JSONCodec:
+		return true
+	}
+	return false
+}
+
+// checkData validates publish and send data: present, within the size
+// limit, and one JSON value (scanned here only when the codec has not
+// already validated it).
 func (s *Session) checkData(cmd *wire.Command, data []byte) bool {
 	switch {
 	case len(data) == 0:
 		s.replyError(cmd, wire.ErrBadRequest, "missing data")
 	case len(data) > s.m.cfg.MaxDataSize:
 		s.replyError(cmd, wire.ErrLimitExceeded, "data too large")
-	case !wire.ValidJSON(data):
+	case !s.dataValid && !wire.ValidJSON(data):
 		s.replyError(cmd, wire.ErrDataNotJSON, "data is not one JSON value")
 	default:
 		return true
@@ -849,7 +930,7 @@ func (s *Session) handleSend(cmd *wire.Command) {
 		s.replyError(cmd, wire.ErrNotAvailable, "send is not enabled")
 		return
 	}
-	if s.user == "" {
+	if s.user() == "" {
 		s.replyError(cmd, wire.ErrPermissionDenied, "anonymous clients cannot send")
 		return
 	}

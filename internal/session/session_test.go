@@ -516,3 +516,33 @@ func TestHistoryContinues(t *testing.T) {
 		}
 	}
 }
+
+func TestDataNotJSONOverJSONCodec(t *testing.T) {
+	// The JSON codec validates data while it decodes the command, so the
+	// session does not scan it again; invalid data never gets through.
+	e := newEnv(t, nil)
+	if !decodedDataValid(wire.JSON) || decodedDataValid(wire.Binary) {
+		t.Fatal("only the JSON codec guarantees valid data")
+	}
+	c := e.connected("")
+	// Valid data of every kind is published.
+	for _, data := range []string{`{"a":[1,{"b":null}]}`, `"s\u00e9"`, `-1.5e3`, `true`, `[]`} {
+		r := c.call("publish", map[string]any{"channel": "chat:x", "data": json.RawMessage(data)})
+		if r.Error != nil {
+			t.Fatalf("publish %s: %+v", data, r.Error)
+		}
+	}
+	r := c.call("history", map[string]any{"channel": "chat:x", "limit": -1})
+	if r.Error != nil || len(r.History.Publications) != 5 {
+		t.Fatalf("history after valid publishes: %+v", r)
+	}
+	// A command whose data is not JSON is not a command: the client is
+	// disconnected as malformed and nothing is published.
+	c.send(`{"id":90,"method":"publish","params":{"channel":"chat:x","data":{"a":}}}`)
+	c.expectDisconnect(wire.DisconnectBadRequest)
+	other := e.connected("")
+	r = other.call("history", map[string]any{"channel": "chat:x", "limit": -1})
+	if r.Error != nil || len(r.History.Publications) != 5 {
+		t.Fatalf("history after the invalid publish: %+v", r)
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
@@ -122,36 +123,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	t := &transport{c: c, remote: r.RemoteAddr, ready: make(chan struct{}), m: h.metrics}
+	// Nothing derived from r is kept (the remote address is the Conn's),
+	// so the request, its headers and the server's buffers become garbage
+	// once this call returns.
+	t := &transport{c: c, m: h.metrics}
+	t.setup.Lock() // handler calls wait until the session exists
 	if err := c.Serve(t); err != nil {
-		close(t.ready) // no session: any handler call is a no-op
+		t.setup.Unlock() // no session: any handler call is a no-op
 		h.log.Debug("websocket serve failed", "remote", r.RemoteAddr, "err", err)
 		_ = c.CloseNow()
 		return
 	}
 	s, err := h.sessions.NewSession(t, h.codec)
 	if err != nil {
-		close(t.ready)
+		t.setup.Unlock()
 		_ = c.Close(ws.StatusCode(wire.DisconnectShutdown), "server is shutting down")
 		return
 	}
-	t.s = s
-	close(t.ready)
+	t.s.Store(s)
+	t.setup.Unlock()
 }
 
 // transport is one connection: the session's Transport and the ws
 // engine's Handler.
 type transport struct {
-	c      *ws.Conn
-	remote string
-	// s is set once, before ready is closed; nil when no session could be
-	// created. Handler methods wait for ready (at most the time NewSession
-	// takes) because Serve starts delivering before the session exists.
-	s     *session.Session
-	ready chan struct{}
+	c *ws.Conn
+	// s is set once, while setup is locked by ServeHTTP; nil when no
+	// session could be created. Handler methods that find it nil wait for
+	// setup (at most the time NewSession takes) because Serve starts
+	// delivering before the session exists. A mutex rather than a channel:
+	// it costs no allocation per connection.
+	s     atomic.Pointer[session.Session]
+	setup sync.Mutex
 
-	m      *metrics.Transport // nil: not counted
-	sample metrics.WriteSample
+	m *metrics.Transport // nil: not counted
+	// sample times a publication's write; allocated by the first
+	// delivery that is sampled, so idle connections do without it.
+	sample atomic.Pointer[metrics.WriteSample]
+}
+
+// writeSample returns the connection's sample, creating it on first use.
+func (t *transport) writeSample() *metrics.WriteSample {
+	if smp := t.sample.Load(); smp != nil {
+		return smp
+	}
+	t.sample.CompareAndSwap(nil, new(metrics.WriteSample))
+	return t.sample.Load()
 }
 
 var (
@@ -161,8 +178,12 @@ var (
 )
 
 func (t *transport) session() *session.Session {
-	<-t.ready
-	return t.s
+	if s := t.s.Load(); s != nil {
+		return s
+	}
+	t.setup.Lock()
+	t.setup.Unlock() //nolint:staticcheck // waits for ServeHTTP to finish the setup
+	return t.s.Load()
 }
 
 // OnMessage implements ws.Handler: one text frame is one command.
@@ -185,7 +206,9 @@ func (t *transport) OnWritten(_ *ws.Conn, n int, written uint64) {
 		return
 	}
 	t.m.Wrote(n)
-	t.sample.Written(t.m, written)
+	if smp := t.sample.Load(); smp != nil {
+		smp.Written(t.m, written)
+	}
 }
 
 // OnClose implements ws.Handler.
@@ -242,10 +265,11 @@ func (t *transport) SendDelivery(d *hub.Delivery) error {
 		return queueErr(err)
 	}
 	if t.m != nil && pf.sample.Take() {
+		smp := t.writeSample()
 		queued, _ := t.c.OutboundTotals()
-		if t.sample.Start(d.Created(), queued) {
+		if smp.Start(d.Created(), queued) {
 			_, written := t.c.OutboundTotals() // it may be out already
-			t.sample.Written(t.m, written)
+			smp.Written(t.m, written)
 		}
 	}
 	return nil
@@ -282,5 +306,5 @@ func (t *transport) LastRead() time.Time { return t.c.LastRead() }
 
 // Info implements session.Transport.
 func (t *transport) Info() session.TransportInfo {
-	return session.TransportInfo{Name: TransportName, RemoteAddr: t.remote}
+	return session.TransportInfo{Name: TransportName, RemoteAddr: t.c.RemoteAddr().String()}
 }
