@@ -216,10 +216,8 @@ func (l *loop) run() {
 	w := &worker{} // for turns run inline
 	var n int
 	var werr error
-	harvests := 0 // epoll_wait calls for one batch: 1 unless the loop parked
 	// Built once: a closure passed to RawConn.Read escapes.
 	harvest := func(fd uintptr) bool {
-		harvests++
 		for {
 			n, werr = unix.EpollWait(int(fd), events, 0)
 			if werr != unix.EINTR {
@@ -228,7 +226,6 @@ func (l *loop) run() {
 		}
 	}
 	for {
-		harvests = 0
 		if err := l.rc.Read(harvest); err != nil {
 			return // released
 		}
@@ -257,18 +254,14 @@ func (l *loop) run() {
 			ready = append(ready, readyConn{c, bits})
 		}
 		l.mu.Unlock()
-		if len(ready) == 1 && harvests > 1 && l.inline.Load() == inlineNone && l.ep.work.quiet() {
-			// The only ready connection, after the loop had found
-			// nothing and parked, while every worker is idle: serve it
-			// here rather than wake a worker for it. This saves a
-			// goroutine hand-off per event when traffic is light (one
-			// connection, one message in flight). Events that arrived
-			// during the previous batch (the loop did not park) are
-			// dispatched, so that connections with traffic at the same
-			// time are served in parallel, not one after the other by
-			// the loop. The turn is bounded like any other (what it
-			// leaves pending goes to the work queue), and a Handler
-			// that blocks in it gets the loop taken over by a stand-in.
+		if len(ready) == 1 && l.inline.Load() == inlineNone && l.ep.work.quiet() {
+			// The only ready connection while every worker is idle:
+			// serve it here rather than wake a worker for it. This
+			// saves a goroutine hand-off per event when traffic is
+			// light (one connection, one message in flight). The turn
+			// is bounded like any other (what it leaves pending goes
+			// to the work queue), and a Handler that blocks in it
+			// gets the loop taken over by a stand-in.
 			l.inlineSeq.Add(1)
 			l.inline.Store(inlineRunning)
 			if !l.watching.Load() && l.watching.CompareAndSwap(false, true) {

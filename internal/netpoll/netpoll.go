@@ -13,6 +13,23 @@
 // readable a worker borrows a pooled buffer, reads, calls Handler.OnData
 // and returns the buffer.
 //
+// # Light traffic
+//
+// Handing a ready connection from the loop to a worker costs a goroutine
+// wake-up per event, which nothing amortises when one connection has one
+// message in flight. So when the loop finds exactly one ready connection
+// while every worker is idle and none is queued, it runs that connection's
+// turn itself (same per-turn bounds; what is left goes to the work queue)
+// and then goes back to epoll_wait: a lone request costs one wake-up, as
+// with a goroutine blocked in Read. Any larger batch, or any batch while a
+// worker is busy, is dispatched as usual, so busy connections are still
+// served in parallel. A Handler that blocks in such an inline turn does
+// not hold up the loop's other connections for long: a watch, armed only
+// while inline turns happen, gives the loop to a stand-in goroutine after
+// one to two milliseconds, and the blocked goroutine ends when the
+// Handler returns (at most one per loop: the loop runs nothing inline
+// until it has).
+//
 // Any other net.Conn (a *tls.Conn, net.Pipe, a wrapped connection), and every
 // connection on systems other than Linux, gets the portable fallback: one
 // goroutine per connection blocked in Read, and a flusher goroutine that
@@ -48,12 +65,15 @@
 // # Goroutines and locks
 //
 // A Poller owns its goroutines: Options.Loops goroutines blocked in
-// epoll_wait, Options.Workers workers, and per fallback connection a reader
-// (for its whole life) and a flusher (while its queue is non-empty).
+// epoll_wait (plus, per loop, at most one that a stand-in replaced while
+// it runs a blocked Handler), Options.Workers workers, and per fallback
+// connection a reader (for its whole life) and a flusher (while its queue
+// is non-empty).
 // Poller.Close closes every connection, waits for every OnClose, then stops
 // and waits for all of them.
 //
-// One worker at a time serves a connection: a per-connection scheduled flag
+// One worker (or the loop, inline) at a time serves a connection: a
+// per-connection scheduled flag
 // keeps it in the work queue at most once, so the queue is bounded by the
 // number of connections. Handler methods run without any netpoll lock held,
 // so they may call any Conn method. The only lock a caller of Conn.Write can
@@ -76,9 +96,11 @@ import (
 //
 // For one Conn, OnData and OnClose are never called concurrently and are
 // called in order. Different connections are served in parallel by
-// different workers. A handler that blocks holds a worker; with the epoll
-// path the worker pool is bounded (Options.Workers), so handlers should hand
-// long work to their own goroutines.
+// different workers. A handler that blocks holds a worker (or, on an idle
+// Poller, the loop goroutine until a stand-in replaces it, see "Light
+// traffic"); with the epoll path the worker pool is bounded
+// (Options.Workers), so handlers should hand long work to their own
+// goroutines.
 type Handler interface {
 	// OnData is called with bytes read from c, in order. data is a pooled
 	// buffer valid only during the call: copy what must outlive it.
@@ -131,9 +153,10 @@ type Options struct {
 	// Loops is the number of epoll instances, each with one goroutine that
 	// waits (parked in Go's runtime poller, holding no OS thread) until
 	// the instance has ready connections and hands them to the workers.
-	// A loop does no I/O on connections, so one keeps up with several
-	// hundred thousand events per second. Default: 1 per 8 GOMAXPROCS, at
-	// least 1.
+	// A loop serves a connection itself only when it is the only ready
+	// one and every worker is idle (see "Light traffic"), so under load
+	// it does no I/O on connections and one keeps up with several hundred
+	// thousand events per second. Default: 1 per 8 GOMAXPROCS, at least 1.
 	Loops int
 	// Workers bounds the goroutines that read, write and run Handler
 	// methods for epoll connections. Default: 4 per GOMAXPROCS, at least 8.
