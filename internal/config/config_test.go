@@ -417,3 +417,36 @@ func TestDebugPprofListen(t *testing.T) {
 		}
 	}
 }
+
+func TestDevModeTCPListen(t *testing.T) {
+	cases := []struct {
+		name string
+		opts LoadOptions
+		want string
+	}{
+		{"embedded defaults", LoadOptions{}, DevTCPListen},
+		{"listen moved", LoadOptions{Flags: []Setting{{Key: "listen", Value: "127.0.0.1:0"}}}, ""},
+		{"flag turns it off", LoadOptions{Flags: []Setting{{Key: "tcp_listen", Value: ""}}}, ""},
+		{"env turns it off", LoadOptions{Environ: []string{"HERALD_TCP_LISTEN="}}, ""},
+		{"env moves it", LoadOptions{Environ: []string{"HERALD_TCP_LISTEN=127.0.0.1:9191"}}, "127.0.0.1:9191"},
+		{"flag moves it", LoadOptions{Flags: []Setting{{Key: "tcp_listen", Value: "127.0.0.1:9192"}}}, "127.0.0.1:9192"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TCPListen != tc.want {
+				t.Fatalf("tcp_listen = %q, want %q", c.TCPListen, tc.want)
+			}
+		})
+	}
+	c, err := Load(LoadOptions{File: writeFile(t, "listen: 127.0.0.1:8080\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TCPListen != "" {
+		t.Fatalf("with a configuration file tcp_listen = %q, want it off unless configured", c.TCPListen)
+	}
+}

@@ -40,6 +40,32 @@ type Setting struct {
 	Value string
 }
 
+// DevTCPListen is where the TCP transport listens in development mode.
+const DevTCPListen = "127.0.0.1:8081"
+
+// devMode reports whether herald runs on its embedded defaults: no file,
+// listen left at its default and tcp_listen given nowhere. Then the TCP
+// transport listens on DevTCPListen next to the HTTP listener; any explicit
+// tcp_listen (an empty one turns it off), or a moved listen address, leaves
+// tcp_listen as configured, so several nodes or test servers on one machine
+// never contend for the fixed port.
+func devMode(c *Config, opts LoadOptions) bool {
+	if opts.File != "" || c.Listen != Default().Listen {
+		return false
+	}
+	for _, kv := range opts.Environ {
+		if name, _, _ := strings.Cut(kv, "="); name == EnvPrefix+"TCP_LISTEN" {
+			return false
+		}
+	}
+	for _, s := range opts.Flags {
+		if s.Key == "tcp_listen" {
+			return false
+		}
+	}
+	return true
+}
+
 // Load merges defaults, the file, the environment and the flags, in that
 // order of increasing precedence, and validates the result.
 func Load(opts LoadOptions) (*Config, error) {
@@ -60,6 +86,9 @@ func Load(opts LoadOptions) (*Config, error) {
 		if err := Set(c, s.Key, s.Value); err != nil {
 			return nil, fmt.Errorf("flag --%s: %w", flagName(s.Key), err)
 		}
+	}
+	if devMode(c, opts) {
+		c.TCPListen = DevTCPListen
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
