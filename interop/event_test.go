@@ -170,29 +170,12 @@ func TestHeraldEventServer(t *testing.T) {
 		"Accept":     heraldEventHTTPServer,
 		"AcceptConn": heraldEventRawServer,
 	}
-	configs := map[string]serverConfig{}
-	for _, sc := range heraldServerConfigs() {
-		configs[sc.name] = sc
-	}
-	clients := map[string]clientKind{}
-	for _, ck := range peerClients() {
-		clients[ck.name] = ck
-	}
-	pairings := []struct{ start, config, client string }{
+	runServerPairings(t, starts, []serverPairing{
 		{"AcceptConn", "plain", "gorilla"},
 		{"AcceptConn", "deflate", "gorilla-deflate"},
 		{"AcceptConn", "deflate", "coder-deflate-no-context"},
 		{"AcceptConn", "deflate-context", "coder-deflate-context"},
 		{"AcceptConn", "deflate-window-10", "coder-deflate-context"},
 		{"Accept", "deflate", "coder-deflate-context"},
-	}
-	for _, p := range pairings {
-		t.Run(p.start+"/"+p.config+"/"+p.client, func(t *testing.T) {
-			opts := configs[p.config].opts()
-			ck := clients[p.client]
-			srv := starts[p.start](t, opts)
-			want := ck.compress && opts.Compression != nil
-			runScript(t, func(t *testing.T) client { return ck.dial(t, srv.url) }, srv.ends, want, true)
-		})
-	}
+	})
 }

@@ -57,15 +57,7 @@ func TestHeraldServer(t *testing.T) {
 		"Accept":     heraldHTTPServer,
 		"AcceptConn": heraldRawServer,
 	}
-	configs := map[string]serverConfig{}
-	for _, sc := range heraldServerConfigs() {
-		configs[sc.name] = sc
-	}
-	clients := map[string]clientKind{}
-	for _, ck := range peerClients() {
-		clients[ck.name] = ck
-	}
-	pairings := []struct{ start, config, client string }{
+	runServerPairings(t, starts, []serverPairing{
 		{"Accept", "plain", "gorilla"},
 		{"Accept", "plain", "coder-deflate-context"}, // offer declined: server without compression
 		{"Accept", "deflate", "coder"},               // no offer
@@ -78,16 +70,7 @@ func TestHeraldServer(t *testing.T) {
 		{"AcceptConn", "plain", "coder"},
 		{"AcceptConn", "deflate", "gorilla-deflate"},
 		{"AcceptConn", "deflate-context", "coder-deflate-context"},
-	}
-	for _, p := range pairings {
-		t.Run(p.start+"/"+p.config+"/"+p.client, func(t *testing.T) {
-			opts := configs[p.config].opts()
-			ck := clients[p.client]
-			srv := starts[p.start](t, opts)
-			want := ck.compress && opts.Compression != nil
-			runScript(t, func(t *testing.T) client { return ck.dial(t, srv.url) }, srv.ends, want, true)
-		})
-	}
+	})
 }
 
 // herald's client against gorilla and coder servers, and against herald's
@@ -133,6 +116,32 @@ func TestHeraldClient(t *testing.T) {
 			srv := servers[p.server](t)
 			opts := clientOpts[p.client]
 			runScript(t, func(t *testing.T) client { return dialHerald(t, srv.url, opts) }, srv.ends, p.compressed, p.server == "herald-deflate")
+		})
+	}
+}
+
+// serverPairing names a herald server starter, one of heraldServerConfigs
+// and one of peerClients.
+type serverPairing struct{ start, config, client string }
+
+// runServerPairings runs the interop script for each pairing, expecting
+// compression exactly when the client offers it and the server enables it.
+func runServerPairings(t *testing.T, starts map[string]func(t *testing.T, opts *ws.AcceptOptions) testServer, pairings []serverPairing) {
+	configs := map[string]serverConfig{}
+	for _, sc := range heraldServerConfigs() {
+		configs[sc.name] = sc
+	}
+	clients := map[string]clientKind{}
+	for _, ck := range peerClients() {
+		clients[ck.name] = ck
+	}
+	for _, p := range pairings {
+		t.Run(p.start+"/"+p.config+"/"+p.client, func(t *testing.T) {
+			opts := configs[p.config].opts()
+			ck := clients[p.client]
+			srv := starts[p.start](t, opts)
+			want := ck.compress && opts.Compression != nil
+			runScript(t, func(t *testing.T) client { return ck.dial(t, srv.url) }, srv.ends, want, true)
 		})
 	}
 }
