@@ -171,7 +171,18 @@ type Log struct {
 type Queue struct {
 	Bytes    int `yaml:"bytes"`
 	Messages int `yaml:"messages"`
+	// WriteDelay paces writes to each client socket: a message queued
+	// less than WriteDelay after that client's previous write waits until
+	// WriteDelay has passed since it, and what was queued meanwhile leaves
+	// in one system call. Clients that receive messages less often than
+	// once per WriteDelay are never delayed. 0 turns pacing off; at most
+	// MaxWriteDelay.
+	WriteDelay time.Duration `yaml:"write_delay"`
 }
+
+// MaxWriteDelay bounds client_queue.write_delay (the socket engine's
+// limit).
+const MaxWriteDelay = 250 * time.Millisecond
 
 // Compression configures WebSocket permessage-deflate.
 type Compression struct {
@@ -268,7 +279,7 @@ func Default() *Config {
 		ConnectTimeout:   10 * time.Second,
 		MaxMessageSize:   64 << 10,
 		MaxSubscriptions: 128,
-		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024},
+		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024, WriteDelay: 50 * time.Millisecond},
 		Compression:      Compression{Enabled: false, Threshold: 256},
 		History:          History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
 		Namespaces:       DefaultNamespaces(),
@@ -406,6 +417,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientQueue.Messages < 1 {
 		return fmt.Errorf("client_queue.messages: %d below 1", c.ClientQueue.Messages)
+	}
+	if d := c.ClientQueue.WriteDelay; d < 0 || d > MaxWriteDelay {
+		return fmt.Errorf("client_queue.write_delay: %s out of range 0..%s", d, MaxWriteDelay)
 	}
 	if c.Compression.Threshold < 1 {
 		return fmt.Errorf("compression.threshold: %d below 1", c.Compression.Threshold)

@@ -166,6 +166,8 @@ func TestValidate(t *testing.T) {
 		"tiny message size":     func(c *Config) { c.MaxMessageSize = 1 },
 		"tiny queue":            func(c *Config) { c.ClientQueue.Bytes = 1 },
 		"zero queue messages":   func(c *Config) { c.ClientQueue.Messages = 0 },
+		"negative write delay":  func(c *Config) { c.ClientQueue.WriteDelay = -time.Millisecond },
+		"huge write delay":      func(c *Config) { c.ClientQueue.WriteDelay = MaxWriteDelay + time.Millisecond },
 		"negative threshold":    func(c *Config) { c.Compression.Threshold = -1 },
 		"zero max limit":        func(c *Config) { c.History.MaxLimit = 0 },
 		"duplicate namespace":   func(c *Config) { c.Namespaces = append(c.Namespaces, Namespace{Name: "chat"}) },
@@ -448,5 +450,31 @@ func TestDevModeTCPListen(t *testing.T) {
 	}
 	if c.TCPListen != "" {
 		t.Fatalf("with a configuration file tcp_listen = %q, want it off unless configured", c.TCPListen)
+	}
+}
+
+func TestClientQueueWriteDelay(t *testing.T) {
+	if d := Default().ClientQueue.WriteDelay; d <= 0 || d > MaxWriteDelay {
+		t.Fatalf("default client_queue.write_delay %s", d)
+	}
+	for _, tc := range []struct {
+		opts LoadOptions
+		want time.Duration
+	}{
+		{LoadOptions{Environ: []string{"HERALD_CLIENT_QUEUE_WRITE_DELAY=0s"}}, 0},
+		{LoadOptions{Environ: []string{"HERALD_CLIENT_QUEUE_WRITE_DELAY=25ms"}}, 25 * time.Millisecond},
+		{LoadOptions{Flags: []Setting{{Key: "client_queue.write_delay", Value: "250ms"}}}, MaxWriteDelay},
+	} {
+		c, err := Load(tc.opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.opts, err)
+		}
+		if c.ClientQueue.WriteDelay != tc.want {
+			t.Errorf("%+v: write_delay %s, want %s", tc.opts, c.ClientQueue.WriteDelay, tc.want)
+		}
+	}
+	_, err := Load(LoadOptions{Environ: []string{"HERALD_CLIENT_QUEUE_WRITE_DELAY=1s"}})
+	if err == nil || !strings.Contains(err.Error(), "client_queue.write_delay") {
+		t.Fatalf("1s accepted or badly reported: %v", err)
 	}
 }

@@ -82,6 +82,9 @@ type loop struct {
 	mu    sync.Mutex
 	conns map[int32]*Conn // by descriptor
 
+	// hold paces the loop's connections (Options.WriteDelay).
+	hold holdWheel
+
 	// Inline turns (see run and watch).
 	inline     atomic.Uint32 // inlineNone, inlineRunning or inlineReplaced
 	inlineSeq  atomic.Uint64 // counts inline turns
@@ -141,6 +144,7 @@ func newLoop(ep *epollPoller) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{ep: ep, epfd: epfd, file: file, rc: rc, conns: make(map[int32]*Conn)}
+	l.hold = holdWheel{p: ep.p, flush: ep.flushHeld}
 	l.standIn = time.AfterFunc(time.Hour, l.watch)
 	l.standIn.Stop()
 	return l, nil
@@ -285,13 +289,13 @@ func (l *loop) run() {
 
 func (l *loop) remove(c *Conn) {
 	l.mu.Lock()
-	if l.conns[int32(c.fd)] == c {
-		delete(l.conns, int32(c.fd))
+	if l.conns[c.fd] == c {
+		delete(l.conns, c.fd)
 	}
 	l.mu.Unlock()
 	// Closing the only descriptor would remove it from epoll too; the
 	// explicit DEL keeps that true even if a child process inherited it.
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 }
 
 // register moves nc to epoll when it is a plain stream socket. It reports
@@ -337,7 +341,7 @@ func (ep *epollPoller) register(c *Conn, nc net.Conn) (bool, error) {
 	// forget it, and releases the net.Conn's own memory.
 	nc.Close()
 
-	c.fd = fd
+	c.fd = int32(fd)
 	l := ep.loops[int(ep.rr.Add(1))%len(ep.loops)]
 	c.epoll.loop = l
 	c.epoll.gen = ep.gen.Add(1)
@@ -362,7 +366,7 @@ func (ep *epollPoller) register(c *Conn, nc net.Conn) (bool, error) {
 func (c *Conn) sysAdd() {
 	l := c.epoll.loop
 	l.mu.Lock()
-	l.conns[int32(c.fd)] = c
+	l.conns[c.fd] = c
 	l.mu.Unlock()
 }
 
@@ -382,6 +386,7 @@ func (ep *epollPoller) appendConns(dst []*Conn) []*Conn {
 func (ep *epollPoller) stop() {
 	for _, l := range ep.loops {
 		l.release()
+		l.hold.stop()
 	}
 	ep.work.stop()
 	ep.wg.Wait()
@@ -401,6 +406,36 @@ type workQueue struct {
 
 func (q *workQueue) push(c *Conn) {
 	q.mu.Lock()
+	q.appendLocked(c)
+	wake := q.idle > 0
+	q.mu.Unlock()
+	if wake {
+		q.cond.Signal()
+	}
+}
+
+// pushBatch queues several connections under one lock and wakes as many
+// idle workers as it queued, at most.
+func (q *workQueue) pushBatch(cs []*Conn) {
+	if len(cs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, c := range cs {
+		q.appendLocked(c)
+	}
+	idle := q.idle
+	q.mu.Unlock()
+	if len(cs) >= idle {
+		q.cond.Broadcast()
+		return
+	}
+	for range len(cs) {
+		q.cond.Signal()
+	}
+}
+
+func (q *workQueue) appendLocked(c *Conn) {
 	c.epoll.next = nil
 	if q.tail == nil {
 		q.head = c
@@ -408,11 +443,6 @@ func (q *workQueue) push(c *Conn) {
 		q.tail.epoll.next = c
 	}
 	q.tail = c
-	wake := q.idle > 0
-	q.mu.Unlock()
-	if wake {
-		q.cond.Signal()
-	}
 }
 
 // pop blocks for the next connection; nil after stop.
@@ -453,7 +483,8 @@ func (q *workQueue) stop() {
 
 // worker holds scratch space reused across turns.
 type worker struct {
-	iov []unix.Iovec
+	iov       []unix.Iovec
+	delivered bool // the current turn called OnData
 }
 
 func (ep *epollPoller) worker() {
@@ -476,6 +507,32 @@ func (c *Conn) notify(bits uint32) {
 	if es.sched.CompareAndSwap(0, 1) {
 		es.loop.ep.work.push(c)
 	}
+}
+
+// flushHeld schedules the flushes of connections released by a loop's
+// hold wheel, with one work-queue lock for the batch.
+func (ep *epollPoller) flushHeld(batch []*Conn) {
+	n := 0
+	for _, c := range batch {
+		if !c.releaseHold() {
+			continue
+		}
+		es := &c.epoll
+		es.pending.Or(evFlush)
+		if es.sched.CompareAndSwap(0, 1) {
+			batch[n] = c
+			n++
+		}
+	}
+	ep.work.pushBatch(batch[:n])
+}
+
+// sysWheel returns the hold wheel of an epoll connection's loop.
+func (c *Conn) sysWheel() *holdWheel {
+	if c.fd < 0 {
+		return nil
+	}
+	return &c.epoll.loop.hold
 }
 
 // runInline records event bits like notify and, if c was not scheduled or
@@ -520,13 +577,19 @@ func (c *Conn) serve(w *worker, bits uint32) {
 	if bits&evWrite != 0 {
 		es.waitWritable = false
 	}
-	// Read first: replies queued by OnData go out in this turn's flush.
+	// Read first: replies queued by OnData go out in this turn's flush,
+	// held by write pacing or not (a peer waiting for an answer is not
+	// kept waiting; what pacing held leaves with it).
 	if bits&evRead != 0 || c.pendingIn != nil {
+		w.delivered = false
 		if !c.readSocket(w) {
 			return
 		}
 		const taken = evFlush | evClose
 		bits |= es.pending.And(^uint32(taken)) & taken
+		if w.delivered {
+			bits |= evFlush
+		}
 		if c.closeReq.Load() == closeNow {
 			c.shutdown(c.closeRequestErr())
 			return
@@ -543,8 +606,9 @@ func (c *Conn) readSocket(w *worker) bool {
 	es := &c.epoll
 	if data := c.pendingIn; data != nil {
 		c.pendingIn = nil
-		if len(data) > 0 {
-			c.h.OnData(c, data)
+		if len(*data) > 0 {
+			w.delivered = true
+			c.h.OnData(c, *data)
 		}
 		if c.closeReq.Load() == closeNow {
 			c.shutdown(c.closeRequestErr())
@@ -560,10 +624,11 @@ func (c *Conn) readSocket(w *worker) bool {
 	defer p.putReadBuf(bp)
 	total := 0
 	for {
-		n, err := unix.Read(c.fd, buf)
+		n, err := unix.Read(int(c.fd), buf)
 		switch {
 		case err == nil && n > 0:
 			p.stats.reads.Add(1)
+			w.delivered = true
 			c.h.OnData(c, buf[:n])
 			if c.closeReq.Load() == closeNow {
 				c.shutdown(c.closeRequestErr())
@@ -586,7 +651,7 @@ func (c *Conn) readSocket(w *worker) bool {
 			// The peer may still read after its half-close: what is
 			// queued (a reply, a closing frame) gets one chance to go
 			// out, without waiting.
-			c.writeQueued(w)
+			c.writeQueued(w, false)
 			c.shutdown(c.eofErr())
 			return false
 		case err == unix.EINTR:
@@ -619,7 +684,7 @@ const maxWritevsPerTurn = 16
 // flush writes the queue, then carries out a pending CloseAfterFlush once
 // it is empty.
 func (c *Conn) flush(w *worker) {
-	drained, err := c.writeQueued(w)
+	drained, err := c.writeQueued(w, true)
 	if err != nil {
 		c.shutdown(err)
 		return
@@ -645,19 +710,21 @@ func (c *Conn) flush(w *worker) {
 	// Half-close and read until the peer's EOF: closing with unread input
 	// would send a reset, which can destroy the bytes just written before
 	// the peer reads them.
-	if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+	if err := unix.Shutdown(int(c.fd), unix.SHUT_WR); err != nil {
 		c.shutdown(nil)
 	}
 }
 
 // writeQueued hands the queue to writev until it is empty (drained), the
-// socket is full (waitWritable is set; EPOLLOUT resumes) or the per-turn
-// bound is reached (the Conn is rescheduled).
-func (c *Conn) writeQueued(w *worker) (drained bool, err error) {
+// socket is full (waitWritable is set; EPOLLOUT resumes), the per-turn
+// bound is reached (the Conn is rescheduled) or, with pace, what was
+// queued during a write is held by write pacing (its wheel reschedules).
+func (c *Conn) writeQueued(w *worker, pace bool) (drained bool, err error) {
 	es := &c.epoll
 	if w.iov == nil {
 		w.iov = make([]unix.Iovec, maxIovecs)
 	}
+	complete := false // the previous writev took everything it was given
 	for range maxWritevsPerTurn {
 		c.mu.Lock()
 		ents := c.out.pending()
@@ -665,7 +732,14 @@ func (c *Conn) writeQueued(w *worker) (drained bool, err error) {
 			c.mu.Unlock()
 			return true, nil
 		}
+		// Messages queued while the previous write ran are subject to
+		// pacing like any other.
+		if complete && pace && c.holdLocked() {
+			c.mu.Unlock()
+			return false, nil
+		}
 		iov := w.iov[:0]
+		total := 0
 		for i := range ents {
 			if len(iov) == maxIovecs {
 				break
@@ -674,17 +748,24 @@ func (c *Conn) writeQueued(w *worker) (drained bool, err error) {
 			v := unix.Iovec{Base: &b[0]}
 			v.SetLen(len(b))
 			iov = append(iov, v)
+			total += len(b)
 		}
 		c.mu.Unlock()
 
-		n, err := writev(c.fd, iov)
+		n, err := writev(int(c.fd), iov)
 		clear(iov) // do not keep callers' buffers reachable
 		c.p.stats.writes.Add(1)
+		complete = n == total
 		if n > 0 {
+			var now int64
+			if c.p.writeDelay.Load() > 0 {
+				now = c.p.recentNow()
+			}
 			c.mu.Lock()
 			c.out.consume(n)
 			c.writtenTotal += uint64(n)
 			written := c.writtenTotal
+			c.lastWrite = now
 			c.mu.Unlock()
 			c.wrote(n, written)
 		}
@@ -717,6 +798,6 @@ func writev(fd int, iov []unix.Iovec) (int, error) {
 func (c *Conn) shutdown(err error) {
 	c.epoll.closed = true
 	c.epoll.loop.remove(c)
-	unix.Close(c.fd)
+	unix.Close(int(c.fd))
 	c.finish(err)
 }

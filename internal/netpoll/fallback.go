@@ -41,8 +41,9 @@ func (c *Conn) readLoop() {
 	nc := c.fallback.nc
 	if data := c.pendingIn; data != nil {
 		c.pendingIn = nil
-		if len(data) > 0 {
-			c.h.OnData(c, data)
+		if len(*data) > 0 {
+			c.h.OnData(c, *data)
+			c.flushReplies()
 		}
 	}
 	var err error
@@ -56,6 +57,7 @@ func (c *Conn) readLoop() {
 		if n > 0 && c.closeReq.Load() != closeNow {
 			c.p.stats.reads.Add(1)
 			c.h.OnData(c, (*bp)[:n])
+			c.flushReplies()
 		}
 		c.p.putReadBuf(bp)
 		if rerr != nil {
@@ -80,6 +82,18 @@ func (c *Conn) readLoop() {
 		err = fmt.Errorf("netpoll: read: %w", err)
 	}
 	c.finish(err)
+}
+
+// flushReplies runs after OnData: what it queued (a reply the peer may be
+// waiting for) is not held by write pacing, and what pacing held leaves
+// with it.
+func (c *Conn) flushReplies() {
+	c.mu.Lock()
+	start := c.held && c.out.msgs > 0 && c.fallbackClaimFlusher()
+	c.mu.Unlock()
+	if start {
+		c.startFlusher()
+	}
 }
 
 // waitResume blocks the reader while reading is suspended.
@@ -160,13 +174,21 @@ var coalesceBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// flushLoop writes the queue until it is empty, then exits.
+// flushLoop writes the queue until it is empty, or until write pacing
+// holds what was queued during a write (the hold wheel starts a new
+// flusher), then exits.
 func (c *Conn) flushLoop() {
 	defer c.p.wg.Done()
 	var batch [][]byte
+	wrote := false
 	for {
 		c.mu.Lock()
 		ents := c.out.pending()
+		if len(ents) > 0 && !c.done && wrote && c.holdLocked() {
+			c.fallback.flushing = false
+			c.mu.Unlock()
+			return
+		}
 		if len(ents) == 0 || c.done {
 			c.fallback.flushing = false
 			linger := !c.done && c.closeReq.Load() == closeAfterFlush && !c.lingering
@@ -193,13 +215,19 @@ func (c *Conn) flushLoop() {
 
 		n, err := c.writeBatch(batch, total)
 		clear(batch)
+		wrote = true
 		if n > 0 {
+			var now int64
+			if c.p.writeDelay.Load() > 0 {
+				now = c.p.recentNow()
+			}
 			c.mu.Lock()
 			if !c.done {
 				c.out.consume(n)
 			}
 			c.writtenTotal += uint64(n)
 			written := c.writtenTotal
+			c.lastWrite = now
 			c.mu.Unlock()
 			c.wrote(n, written)
 		}

@@ -8,8 +8,9 @@ type epollState struct{}
 
 func newSysPoller(*Poller) (poller, error) { return nil, nil }
 
-func (c *Conn) sysAdd()       {}
-func (c *Conn) notify(uint32) {}
+func (c *Conn) sysAdd()              {}
+func (c *Conn) sysWheel() *holdWheel { return nil }
+func (c *Conn) notify(uint32)        {}
 
 const (
 	evRead  = 1

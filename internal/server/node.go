@@ -190,6 +190,7 @@ func (n *node) registerMetrics() error {
 	}
 	// The socket engine every event-mode connection is registered with.
 	poller := netpoll.Default()
+	poller.SetWriteDelay(n.cfg.ClientQueue.WriteDelay)
 	sockets := []struct {
 		name, help string
 		f          func(netpoll.Stats) uint64
