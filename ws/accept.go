@@ -7,16 +7,19 @@
 // Accept upgrades a request received by a net/http server; AcceptConn
 // reads the request itself from a freshly accepted net.Conn (no net/http
 // server, one pooled buffer of AcceptOptions.MaxHeaderBytes, a deadline of
-// AcceptOptions.HandshakeTimeout) and returns it with the connection. Both
-// accept only an HTTP/1.1 GET with a Host, "Connection: Upgrade" and
-// "Upgrade: websocket" (case-insensitive tokens anywhere in the
-// comma-separated lists), "Sec-WebSocket-Version: 13" and a
+// AcceptOptions.HandshakeTimeout) and returns it with the connection;
+// AcceptConnBuffered does the same for a connection whose first bytes a
+// caller already read to route it (a server that serves WebSocket and
+// other HTTP on one port without net/http's per-connection buffers for
+// its WebSocket clients). All three accept only an HTTP/1.1 GET with a
+// Host, "Connection: Upgrade" and "Upgrade: websocket" (case-insensitive
+// tokens anywhere in the comma-separated lists), "Sec-WebSocket-Version: 13" and a
 // Sec-WebSocket-Key of 16 base64-encoded bytes. A request that fails is
 // answered before any upgrade with a short text/plain body and the status
 // RFC 6455 calls for: 405 (not GET), 505 (not HTTP/1.1), 400 (no Host, a
 // body, a bad key, malformed HTTP), 426 with "Sec-WebSocket-Version: 13"
 // (no upgrade tokens or another version), 403 (origin refused), 431
-// (AcceptConn: header larger than MaxHeaderBytes), 500 (an invalid
+// (AcceptConn and AcceptConnBuffered: header larger than MaxHeaderBytes), 500 (an invalid
 // ResponseHeader, or a ResponseWriter that cannot be hijacked); the error
 // returned is a *HandshakeError with that status for refused requests.
 // Browsers are held to the same-origin rule by default: a request without
@@ -194,15 +197,30 @@ func writeRejection(w http.ResponseWriter, rej *rejection) {
 // opts may be nil for the defaults. AcceptConn may be called concurrently
 // for different connections.
 func AcceptConn(nc net.Conn, opts *AcceptOptions) (*Conn, *http.Request, error) {
-	cfg, r, err := upgradeConn(nc, opts)
+	return AcceptConnBuffered(nc, nil, opts)
+}
+
+// AcceptConnBuffered is AcceptConn for a connection whose first bytes the
+// caller has already read, for example to route it by its request line:
+// read is taken as the start of the request and the rest is read from
+// nc. When read holds the whole request head, it is parsed and the
+// response built in place, so the call needs no buffer of its own: read's
+// memory, up to its capacity, is overwritten (reuse it only after the call
+// returns). Otherwise read is copied into a pooled buffer and left as it
+// is; when it is longer than opts.MaxHeaderBytes and holds no complete
+// head the request is answered with 431. read is not retained; bytes of
+// it past the request head are kept (copied) for the connection like any
+// others the client sent early.
+func AcceptConnBuffered(nc net.Conn, read []byte, opts *AcceptOptions) (*Conn, *http.Request, error) {
+	cfg, r, err := upgradeConn(nc, read, opts)
 	if err != nil {
 		return nil, r, err
 	}
 	return newConn(cfg), r, nil
 }
 
-// upgradeConn is AcceptConn up to the connection's construction.
-func upgradeConn(nc net.Conn, opts *AcceptOptions) (connConfig, *http.Request, error) {
+// upgradeConn is AcceptConnBuffered up to the connection's construction.
+func upgradeConn(nc net.Conn, read []byte, opts *AcceptOptions) (connConfig, *http.Request, error) {
 	if opts == nil {
 		opts = &defaultAcceptOptions
 	}
@@ -219,10 +237,25 @@ func upgradeConn(nc net.Conn, opts *AcceptOptions) (connConfig, *http.Request, e
 		return connConfig{}, nil, fmt.Errorf("ws: accept: %w", err)
 	}
 
-	bp := getHandshakeBuf(maxHeader)
-	defer putHandshakeBuf(bp)
-	buf := *bp
-	n, headLen, err := readHead(nc, buf)
+	// A complete head already read is parsed and answered in place;
+	// otherwise the request is gathered in a pooled buffer.
+	buf := read
+	n := len(read)
+	headLen := findHeadEnd(read, 0)
+	if headLen < 0 {
+		bp := getHandshakeBuf(max(maxHeader, len(read)))
+		defer putHandshakeBuf(bp)
+		buf = *bp
+		n = copy(buf, read)
+	}
+	var err error
+	switch {
+	case headLen >= 0:
+	case n >= maxHeader:
+		err = ErrHeaderTooLarge
+	default:
+		n, headLen, err = continueHead(nc, buf[:maxHeader], n)
+	}
 	if err == ErrHeaderTooLarge {
 		err := rejectConn(nc, buf, &rejection{status: http.StatusRequestHeaderFieldsTooLarge, reason: "request header too large"})
 		return connConfig{}, nil, err

@@ -51,7 +51,7 @@ func connUpgradeServer(t *testing.T, opts *AcceptOptions) (string, <-chan upgrad
 			if err != nil {
 				return
 			}
-			cfg, r, err := upgradeConn(nc, opts)
+			cfg, r, err := upgradeConn(nc, nil, opts)
 			results <- upgradeResult{cfg: cfg, req: r, err: err}
 		}
 	}()
@@ -556,7 +556,7 @@ func BenchmarkAcceptConn(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			c.r.Reset(req)
-			if _, _, err := upgradeConn(c, plain); err != nil {
+			if _, _, err := upgradeConn(c, nil, plain); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -566,7 +566,7 @@ func BenchmarkAcceptConn(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			c.r.Reset(deflateReq)
-			if cfg, _, err := upgradeConn(c, compress); err != nil || cfg.deflate == nil {
+			if cfg, _, err := upgradeConn(c, nil, compress); err != nil || cfg.deflate == nil {
 				b.Fatal(err)
 			}
 		}

@@ -125,7 +125,7 @@ func BenchmarkReadAssembly(b *testing.B) {
 			// bytes go straight to OnData.
 			c := newConn(connConfig{netConn: &replayConn{stream: tc.stream, chunk: 1}, isServer: true, deflate: d})
 			h := &countingHandler{b: b, size: tc.size}
-			c.ev = &eventState{h: h}
+			c.h, c.served = h, true // event mode without a poller
 			buf := make([]byte, len(tc.stream))
 			b.SetBytes(int64(tc.size))
 			b.ReportAllocs()
@@ -218,7 +218,7 @@ func TestReadAssembly(t *testing.T) {
 					}
 					ec := newConn(connConfig{netConn: &replayConn{stream: stream, chunk: 1}, isServer: true, deflate: d})
 					h := &recordingHandler{}
-					ec.ev = &eventState{h: h}
+					ec.h, c.served = h, true // event mode without a poller
 					for range 3 {
 						in := bytes.Clone(stream)
 						for len(in) > 0 {

@@ -30,25 +30,25 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	c.closeMu.Lock()
 	if c.closeSent || c.closed {
 		c.closeMu.Unlock()
-		if c.ev == nil {
-			c.waitClosed(c.opts.CloseTimeout)
+		if !c.served {
+			c.waitClosed(c.opts.closeTimeout)
 		}
 		return nil
 	}
 	c.closeSent = true
 	c.closeMu.Unlock()
 
-	if c.ev != nil {
-		return c.ev.close(c, code, reason)
+	if c.served {
+		return c.closeEvent(code, reason)
 	}
 	if err := c.writeCloseFrame(code, reason); err != nil {
 		c.closeSocket(ErrClosed)
 		return fmt.Errorf("ws: close: %w", err)
 	}
-	deadline := time.Now().Add(c.opts.CloseTimeout)
-	if c.readMu.TryLock() {
-		err := c.awaitPeerClose(deadline)
-		c.readMu.Unlock()
+	deadline := time.Now().Add(c.opts.closeTimeout)
+	if b := c.blockingState(); b.readMu.TryLock() {
+		err := c.awaitPeerClose(b, deadline)
+		b.readMu.Unlock()
 		return err
 	}
 	// Another goroutine is reading: it sees the peer's close frame and
@@ -73,16 +73,16 @@ func (c *Conn) waitClosed(d time.Duration) bool {
 }
 
 // awaitPeerClose reads until the peer's close frame arrives, discarding
-// data messages, then ends the connection. The caller holds readMu.
-func (c *Conn) awaitPeerClose(deadline time.Time) error {
+// data messages, then ends the connection. The caller holds b.readMu.
+func (c *Conn) awaitPeerClose(b *blockingState, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	defer c.releaseReadBuf()
-	if c.msg != nil && c.msg.active {
-		c.msg.finish(ErrClosed)
+	defer c.releaseReadBuf(b)
+	if b.msg.active {
+		b.msg.finish(ErrClosed)
 	}
 	for {
-		_, err := c.nextEvent(ctx)
+		_, err := c.nextEvent(b, ctx)
 		if err == nil {
 			continue // data after our close frame is dropped
 		}

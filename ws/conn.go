@@ -2,10 +2,13 @@ package ws
 
 import (
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldhq/herald/internal/netpoll"
 )
 
 // MessageType is the type of a data message (RFC 6455 §5.6).
@@ -95,58 +98,130 @@ func (o ConnOptions) withDefaults() ConnOptions {
 // from inside Handler methods. Accessors (Subprotocol, LocalAddr,
 // RemoteAddr, LastRead) are safe at any time.
 type Conn struct {
-	netConn     net.Conn
-	subprotocol string
-	opts        ConnOptions
-	readLimit   int64
-	deflate     *deflateParams // nil without permessage-deflate
-	laddr       net.Addr
-	raddr       net.Addr
+	// A server holds one Conn per idle connection, so the struct keeps
+	// only what an idle event-mode connection needs: state used only by
+	// the blocking API, by a message in progress or by a closing
+	// connection lives in structs allocated on first use (blocking,
+	// extra), and the fields are ordered so that nothing is padded.
 
-	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
+	netConn net.Conn // nil once served: the poller owns the socket
+	h       Handler  // event mode: set by Serve
+	opts    connOpts
+	deflate *deflateParams // nil without permessage-deflate
+	// rare holds what few connections have (a subprotocol, compression
+	// context kept between messages); nil for the others. Set by newConn.
+	rare *rareState
 
-	// Reading. In blocking mode readMu is held by the one active reader;
-	// in event mode these fields belong to the poller's handler calls,
-	// which never run concurrently for one connection.
-	readMu    sync.Mutex
-	parser    frameParser
-	rbuf      *[]byte        // pooled read buffer; nil while no read is in progress
-	rdata     []byte         // bytes read but not parsed yet
-	msg       *messageReader // allocated by the first Reader
-	readDict  []byte         // inflate window kept between messages (read context takeover)
-	readDictN int            // its size limit
+	lastRead atomic.Int64                 // unix nanoseconds of the last bytes read
+	pc       atomic.Pointer[netpoll.Conn] // event mode: the poller's connection
 
-	// Writing. wlock keeps the frames of one message together and
-	// protects the compressor and the stream writer.
-	//
-	// In blocking mode the lock is wlock, a channel of capacity 1 that a
-	// context can stop waiting for, created on first use. In event mode
-	// nothing waits for the network under the lock, so it is wmu.
-	wlock    atomic.Pointer[chan struct{}]
-	wmu      sync.Mutex
-	wdeflate *deflateWriter // owned compressor when write context takeover is on
-	wstream  *messageWriter // allocated by the first Writer
+	// Reading. In event mode the parser and msgBuf belong to the poller's
+	// handler calls, which never run concurrently for one connection; in
+	// blocking mode to the holder of blocking.readMu.
+	parser frameParser
+	msgBuf *[]byte // event mode: the fragmented message being assembled
 
-	// Closing.
-	closeMu    sync.Mutex
+	// wmu keeps the frames of one message together in event mode, where
+	// nothing waits for the network under it; blocking mode uses
+	// blocking.wlock, which a context can stop waiting for.
+	wmu sync.Mutex
+
+	// blocking holds the state of the blocking API, created by its first
+	// use; an event-mode server connection never has one.
+	blocking atomic.Pointer[blockingState]
+
+	// closeMu guards the closing state below and extra.
+	closeMu sync.Mutex
+	extra   *connExtra // created by the first waiter, pending Ping, close timer or end
+
+	isServer   bool // immutable
+	served     bool // event mode; set by Serve before the poller starts
 	closeSent  bool // our close frame was sent (or is being sent)
 	closed     bool // the socket is closed
 	doneClosed bool // closeSocket has closed the socket
-	// Flags of the other groups, kept here so that the struct packs
-	// without padding (a server holds one Conn per idle connection):
-	isServer bool // immutable
-	rdlSet   bool // a read deadline is set on netConn; reading group
-	wdlSet   bool // a write deadline is set on netConn; writing group
+	// Event mode, owned by the handler calls: no more input is processed
+	// (a close frame arrived or the connection failed), and the opcode and
+	// compression of the message in msgBuf.
+	stop          bool
+	msgOp         opcode
+	msgCompressed bool
+}
 
-	closeErr error         // what reads report once the connection has ended
-	closedCh chan struct{} // closed with the socket; created by the first waiter
+// connOpts is ConnOptions after defaults, packed.
+type connOpts struct {
+	closeTimeout  time.Duration
+	queueBytes    int32
+	queueMessages int32
+}
 
-	// Pings waiting for their pong.
-	pingMu  sync.Mutex
-	pingSeq uint64
-	pings   []*pendingPing
+func packConnOptions(o ConnOptions) connOpts {
+	o = o.withDefaults()
+	return connOpts{
+		closeTimeout:  o.CloseTimeout,
+		queueBytes:    int32(min(o.QueueBytes, math.MaxInt32)),
+		queueMessages: int32(min(o.QueueMessages, math.MaxInt32)),
+	}
+}
 
-	ev *eventState // non-nil in event mode
+// blockingState is what the blocking API needs beyond the Conn: it is
+// created by the first blocking read or write (or by Writer in either
+// mode), so that connections served in event mode never carry it.
+type blockingState struct {
+	// readMu is held by the one active reader.
+	readMu sync.Mutex
+	rbuf   *[]byte       // pooled read buffer; nil while no read is in progress
+	rdata  []byte        // bytes read but not parsed yet
+	msg    messageReader // the message being read
+	// wlock is the blocking write lock: a channel of capacity 1 that a
+	// context can stop waiting for.
+	wlock   chan struct{}
+	wstream messageWriter // the message of Writer, in either mode
+	rdlSet  bool          // a read deadline is set on netConn; reading group
+	wdlSet  bool          // a write deadline is set on netConn; writing group
+}
+
+// rareState is the part of a connection's negotiated state that most
+// connections do without: the subprotocol, and with context takeover the
+// connection's own compressor and the window the next message is
+// inflated with.
+type rareState struct {
+	subprotocol string
+	wdeflate    *deflateWriter // nil when this side resets its compressor
+	readDict    []byte
+	readDictN   int // its size limit; 0 when the peer resets its compressor
+}
+
+// connExtra holds what only some connections need, guarded by closeMu:
+// why the connection ended, a channel closed with the socket (for
+// goroutines that wait), the Pings waiting for their pong, and the timer
+// bounding an event-mode closing handshake.
+type connExtra struct {
+	closeErr     error // what reads report once the connection has ended
+	closedCh     chan struct{}
+	pings        []*pendingPing
+	timer        *time.Timer
+	timerStopped bool // the connection ended: no timer needed
+}
+
+// extraLocked returns c.extra, creating it; the caller holds closeMu.
+func (c *Conn) extraLocked() *connExtra {
+	if c.extra == nil {
+		c.extra = new(connExtra)
+	}
+	return c.extra
+}
+
+// blockingState returns the blocking API's state, creating it on first
+// use.
+func (c *Conn) blockingState() *blockingState {
+	if b := c.blocking.Load(); b != nil {
+		return b
+	}
+	b := &blockingState{wlock: make(chan struct{}, 1)}
+	if c.blocking.CompareAndSwap(nil, b) {
+		return b
+	}
+	return c.blocking.Load()
 }
 
 // newConn builds a connection from a finished opening handshake. It is
@@ -158,42 +233,73 @@ func newConn(cfg connConfig) *Conn {
 		limit = 1 << 20
 	}
 	c := &Conn{
-		netConn:     cfg.netConn,
-		isServer:    cfg.isServer,
-		subprotocol: cfg.subprotocol,
-		opts:        cfg.opts.withDefaults(),
-		readLimit:   limit,
-		deflate:     cfg.deflate,
-		laddr:       cfg.netConn.LocalAddr(),
-		raddr:       cfg.netConn.RemoteAddr(),
-		rdata:       cfg.buffered,
+		netConn:  cfg.netConn,
+		isServer: cfg.isServer,
+		opts:     packConnOptions(cfg.opts),
+		deflate:  cfg.deflate,
+	}
+	if cfg.subprotocol != "" {
+		c.rare = &rareState{subprotocol: cfg.subprotocol}
 	}
 	c.parser = newFrameParser(cfg.isServer, cfg.deflate != nil, limit)
+	if len(cfg.buffered) > 0 {
+		c.blockingState().rdata = cfg.buffered
+	}
 	if d := c.deflate; d != nil {
 		if d.threshold <= 0 {
 			d.threshold = defaultCompressionThreshold
 		}
 		d.level, d.writeWindowBits = normalizeDeflate(d.level, d.writeWindowBits)
 		_, d.readWindowBits = normalizeDeflate(1, d.readWindowBits)
+		if (!d.writeNoContextTakeover || !d.readNoContextTakeover) && c.rare == nil {
+			c.rare = new(rareState)
+		}
 		if !d.writeNoContextTakeover {
-			c.wdeflate = newDeflateWriter(d.level, d.writeWindowBits)
+			c.rare.wdeflate = newDeflateWriter(d.level, d.writeWindowBits)
 		}
 		if !d.readNoContextTakeover {
-			c.readDictN = 1 << d.readWindowBits
+			c.rare.readDictN = 1 << d.readWindowBits
 		}
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
 
+// readLimit is the largest message (or frame) the connection accepts.
+func (c *Conn) readLimit() int64 { return c.parser.readLimit }
+
+// wdeflate is the connection's own compressor (write context takeover),
+// or nil.
+func (c *Conn) wdeflate() *deflateWriter {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.wdeflate
+}
+
 // Subprotocol returns the subprotocol selected by the handshake, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.rare == nil {
+		return ""
+	}
+	return c.rare.subprotocol
+}
 
 // LocalAddr returns the local network address.
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr {
+	if pc := c.pc.Load(); pc != nil {
+		return pc.LocalAddr()
+	}
+	return c.netConn.LocalAddr()
+}
 
 // RemoteAddr returns the peer's network address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr {
+	if pc := c.pc.Load(); pc != nil {
+		return pc.RemoteAddr()
+	}
+	return c.netConn.RemoteAddr()
+}
 
 // LastRead reports when bytes last arrived from the peer (any frame,
 // including pings and pongs), or when the connection was established.
@@ -222,8 +328,8 @@ func (c *Conn) isClosed() bool {
 func (c *Conn) endErr() error {
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
-	if c.closeErr != nil {
-		return c.closeErr
+	if c.extra != nil && c.extra.closeErr != nil {
+		return c.extra.closeErr
 	}
 	return ErrClosed
 }
@@ -231,10 +337,21 @@ func (c *Conn) endErr() error {
 // setEndErr records why the connection ends, unless a reason is known.
 func (c *Conn) setEndErr(err error) {
 	c.closeMu.Lock()
-	if c.closeErr == nil {
-		c.closeErr = err
-	}
+	c.setEndErrLocked(err)
 	c.closeMu.Unlock()
+}
+
+// setEndErrLocked is setEndErr for a caller holding closeMu.
+func (c *Conn) setEndErrLocked(err error) {
+	if x := c.extraLocked(); x.closeErr == nil {
+		x.closeErr = err
+	}
+}
+
+// endErrSetLocked reports whether the reason the connection ends is
+// known; the caller holds closeMu.
+func (c *Conn) endErrSetLocked() bool {
+	return c.extra != nil && c.extra.closeErr != nil
 }
 
 // closeSocket closes the socket once, recording err as the reason if none
@@ -246,22 +363,23 @@ func (c *Conn) closeSocket(err error) {
 		return
 	}
 	c.closed = true
-	if c.closeErr == nil {
-		c.closeErr = err
-	}
+	c.setEndErrLocked(err)
 	c.closeMu.Unlock()
-	if c.ev != nil {
-		c.ev.closeNow()
+	if c.served {
+		c.closeNowEvent()
 	} else {
 		_ = c.netConn.Close()
 	}
 	c.closeMu.Lock()
-	if c.closedCh != nil {
-		close(c.closedCh)
-	}
 	c.doneClosed = true
+	if x := c.extra; x != nil {
+		if x.closedCh != nil {
+			close(x.closedCh)
+		}
+		// Pending Pings wake on the channel.
+		x.pings = nil
+	}
 	c.closeMu.Unlock()
-	c.failPings()
 }
 
 // done returns a channel closed once the socket is closed. Only goroutines
@@ -270,13 +388,14 @@ func (c *Conn) closeSocket(err error) {
 func (c *Conn) done() <-chan struct{} {
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
-	if c.closedCh == nil {
-		c.closedCh = make(chan struct{})
+	x := c.extraLocked()
+	if x.closedCh == nil {
+		x.closedCh = make(chan struct{})
 		if c.doneClosed {
-			close(c.closedCh)
+			close(x.closedCh)
 		}
 	}
-	return c.closedCh
+	return x.closedCh
 }
 
 func itoa(n int) string {

@@ -20,14 +20,25 @@ type pendingPing struct {
 // the poller reads. Pongs that match no pending Ping are ignored
 // (RFC 6455 §5.5.3). Ping is safe for concurrent use.
 func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
+	if ctx.Err() != nil {
+		// Nobody waits for this pong: send the ping without registering
+		// it (event-mode heartbeats use this to refresh LastRead), so
+		// the connection keeps no waiting state.
+		var payload [8]byte
+		binary.BigEndian.PutUint64(payload[:], rand.Uint64())
+		if err := c.writeControl(ctx, opPing, payload[:]); err != nil {
+			return 0, fmt.Errorf("ws: ping: %w", err)
+		}
+		return 0, fmt.Errorf("ws: ping: %w", ctx.Err())
+	}
 	p := &pendingPing{done: make(chan struct{})}
-	c.pingMu.Lock()
-	c.pingSeq++
-	// A random high half keeps payloads from colliding with pongs the
-	// peer sends on its own.
-	binary.BigEndian.PutUint64(p.payload[:], c.pingSeq|uint64(rand.Uint32())<<32)
-	c.pings = append(c.pings, p)
-	c.pingMu.Unlock()
+	// Random payloads keep pongs from colliding with each other and with
+	// pongs the peer sends on its own.
+	binary.BigEndian.PutUint64(p.payload[:], rand.Uint64())
+	c.closeMu.Lock()
+	x := c.extraLocked()
+	x.pings = append(x.pings, p)
+	c.closeMu.Unlock()
 
 	start := time.Now()
 	if err := c.writeControl(ctx, opPing, p.payload[:]); err != nil {
@@ -47,14 +58,25 @@ func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
 }
 
 func (c *Conn) dropPing(p *pendingPing) {
-	c.pingMu.Lock()
-	defer c.pingMu.Unlock()
-	for i, q := range c.pings {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.extra != nil {
+		c.extra.removePing(p)
+	}
+}
+
+// removePing forgets p; the caller holds closeMu.
+func (x *connExtra) removePing(p *pendingPing) bool {
+	for i, q := range x.pings {
 		if q == p {
-			c.pings = append(c.pings[:i], c.pings[i+1:]...)
-			return
+			x.pings = append(x.pings[:i], x.pings[i+1:]...)
+			if len(x.pings) == 0 {
+				x.pings = nil
+			}
+			return true
 		}
 	}
+	return false
 }
 
 // resolvePing wakes the Ping whose payload a pong echoes.
@@ -62,24 +84,16 @@ func (c *Conn) resolvePing(payload []byte) {
 	if len(payload) != 8 {
 		return
 	}
-	c.pingMu.Lock()
-	defer c.pingMu.Unlock()
-	for i, p := range c.pings {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.extra == nil {
+		return
+	}
+	for _, p := range c.extra.pings {
 		if string(p.payload[:]) == string(payload) {
 			close(p.done)
-			c.pings = append(c.pings[:i], c.pings[i+1:]...)
-			if len(c.pings) == 0 {
-				c.pings = nil
-			}
+			c.extra.removePing(p)
 			return
 		}
 	}
-}
-
-// failPings forgets pending pings once the connection is closed; their
-// callers wake on done().
-func (c *Conn) failPings() {
-	c.pingMu.Lock()
-	c.pings = nil
-	c.pingMu.Unlock()
 }

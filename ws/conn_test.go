@@ -340,7 +340,7 @@ func TestBlockingReadReleasesBuffer(t *testing.T) {
 		if _, got, err := srv.Read(context.Background()); err != nil || len(got) != n {
 			t.Fatalf("read: %d %v", len(got), err)
 		}
-		if srv.rbuf != nil {
+		if b := srv.blocking.Load(); b != nil && b.rbuf != nil {
 			t.Fatalf("read buffer held after a %d-byte message", n)
 		}
 	}

@@ -9,16 +9,19 @@
 // Accept upgrades a request received by a net/http server; AcceptConn
 // reads the request itself from a freshly accepted net.Conn (no net/http
 // server, one pooled buffer of AcceptOptions.MaxHeaderBytes, a deadline of
-// AcceptOptions.HandshakeTimeout) and returns it with the connection. Both
-// accept only an HTTP/1.1 GET with a Host, "Connection: Upgrade" and
-// "Upgrade: websocket" (case-insensitive tokens anywhere in the
-// comma-separated lists), "Sec-WebSocket-Version: 13" and a
+// AcceptOptions.HandshakeTimeout) and returns it with the connection;
+// AcceptConnBuffered does the same for a connection whose first bytes a
+// caller already read to route it (a server that serves WebSocket and
+// other HTTP on one port without net/http's per-connection buffers for
+// its WebSocket clients). All three accept only an HTTP/1.1 GET with a
+// Host, "Connection: Upgrade" and "Upgrade: websocket" (case-insensitive
+// tokens anywhere in the comma-separated lists), "Sec-WebSocket-Version: 13" and a
 // Sec-WebSocket-Key of 16 base64-encoded bytes. A request that fails is
 // answered before any upgrade with a short text/plain body and the status
 // RFC 6455 calls for: 405 (not GET), 505 (not HTTP/1.1), 400 (no Host, a
 // body, a bad key, malformed HTTP), 426 with "Sec-WebSocket-Version: 13"
 // (no upgrade tokens or another version), 403 (origin refused), 431
-// (AcceptConn: header larger than MaxHeaderBytes), 500 (an invalid
+// (AcceptConn and AcceptConnBuffered: header larger than MaxHeaderBytes), 500 (an invalid
 // ResponseHeader, or a ResponseWriter that cannot be hijacked); the error
 // returned is a *HandshakeError with that status for refused requests.
 // Browsers are held to the same-origin rule by default: a request without

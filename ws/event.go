@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/netpoll"
@@ -44,22 +42,6 @@ type WriteObserver interface {
 // with.
 var eventPoller = netpoll.Default
 
-// eventState is the part of a Conn that exists only in event mode.
-type eventState struct {
-	h  Handler
-	pc atomic.Pointer[netpoll.Conn]
-
-	// The message being assembled; owned by the handler calls.
-	msgBuf        *[]byte
-	msgOp         opcode
-	msgCompressed bool
-	stop          bool
-
-	timerMu      sync.Mutex
-	timer        *time.Timer // bounds the closing handshake
-	timerStopped bool        // the connection ended: no timer needed
-}
-
 // eventConn is the netpoll.Handler view of a Conn; keeping the methods
 // on a separate type keeps them out of Conn's API.
 type eventConn Conn
@@ -83,27 +65,33 @@ func (c *Conn) Serve(h Handler) error {
 	if h == nil {
 		return errors.New("ws: serve: nil Handler")
 	}
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
+	var buffered []byte
+	if b := c.blocking.Load(); b != nil {
+		b.readMu.Lock()
+		defer b.readMu.Unlock()
+		if !c.served && !c.isClosed() && b.msg.active {
+			return errors.New("ws: serve: a message is being read")
+		}
+		if !c.served && len(b.rdata) > 0 {
+			buffered = append([]byte(nil), b.rdata...)
+			b.rdata = nil
+		}
+		c.releaseReadBuf(b)
+	}
 	switch {
-	case c.ev != nil:
+	case c.served:
 		return ErrServed
 	case c.isClosed():
 		return ErrClosed
-	case c.msg != nil && c.msg.active:
-		return errors.New("ws: serve: a message is being read")
 	}
-	var buffered []byte
-	if len(c.rdata) > 0 {
-		buffered = append([]byte(nil), c.rdata...)
-	}
-	c.rdata = nil
-	c.releaseReadBuf()
-	es := &eventState{h: h}
-	c.ev = es
+	c.h = h
+	c.served = true
+	// The blocking API's state is not used in event mode (a later Writer
+	// creates it again).
+	c.blocking.Store(nil)
 	pc, err := eventPoller().Register(c.netConn, (*eventConn)(c), netpoll.ConnOptions{
-		QueueBytes:    c.opts.QueueBytes,
-		QueueMessages: c.opts.QueueMessages,
+		QueueBytes:    int(c.opts.queueBytes),
+		QueueMessages: int(c.opts.queueMessages),
 		Buffered:      buffered,
 	})
 	if err != nil {
@@ -111,7 +99,7 @@ func (c *Conn) Serve(h Handler) error {
 		c.closeSocket(ErrClosed)
 		return fmt.Errorf("ws: serve: %w", err)
 	}
-	es.pc.Store(pc)
+	c.pc.Store(pc)
 	// The poller owns a duplicate of the socket and closed this one;
 	// dropping it lets its runtime structures go.
 	c.netConn = nil
@@ -122,15 +110,9 @@ func (c *Conn) Serve(h Handler) error {
 	return nil
 }
 
-// conn returns the poller connection: set by Serve once Register
-// returns, and by every handler call (which may run before that).
-func (es *eventState) conn() *netpoll.Conn {
-	return es.pc.Load()
-}
-
 // queueFrame queues one complete frame (or message) by reference.
-func (es *eventState) queueFrame(b []byte) error {
-	pc := es.conn()
+func (c *Conn) queueFrame(b []byte) error {
+	pc := c.pc.Load()
 	if pc == nil {
 		return ErrClosed
 	}
@@ -148,26 +130,26 @@ func (es *eventState) queueFrame(b []byte) error {
 
 // mayFit reports whether a message of up to n bytes fits the outbound
 // queue now.
-func (es *eventState) mayFit(n int, o ConnOptions) bool {
-	pc := es.conn()
+func (c *Conn) mayFit(n int) bool {
+	pc := c.pc.Load()
 	if pc == nil {
 		return true // the write reports the real state
 	}
 	bytes, msgs := pc.Queued()
-	return bytes+n <= o.QueueBytes && msgs+1 <= o.QueueMessages
+	return bytes+n <= int(c.opts.queueBytes) && msgs+1 <= int(c.opts.queueMessages)
 }
 
-// closeNow closes the socket without flushing.
-func (es *eventState) closeNow() {
-	if pc := es.conn(); pc != nil {
+// closeNowEvent closes the socket without flushing.
+func (c *Conn) closeNowEvent() {
+	if pc := c.pc.Load(); pc != nil {
 		_ = pc.Close()
 	}
 }
 
 // closeAfterFlush writes what is queued (our close frame last), shuts the
 // sending side down and closes once the peer does, or after timeout.
-func (es *eventState) closeAfterFlush(timeout time.Duration) {
-	if pc := es.conn(); pc != nil {
+func (c *Conn) closeAfterFlush(timeout time.Duration) {
+	if pc := c.pc.Load(); pc != nil {
 		_ = pc.CloseAfterFlush(timeout)
 	}
 }
@@ -175,49 +157,53 @@ func (es *eventState) closeAfterFlush(timeout time.Duration) {
 // closeWhenFlushed closes the socket as soon as the queued bytes (our
 // close frame last) are written; a peer that stops reading cannot hold
 // the socket longer than timeout.
-func (es *eventState) closeWhenFlushed(timeout time.Duration) {
-	pc := es.conn()
+func (c *Conn) closeWhenFlushed(timeout time.Duration) {
+	pc := c.pc.Load()
 	if pc == nil {
 		return
 	}
 	_ = pc.CloseAfterFlush(0)
-	es.closeLater(timeout)
+	c.closeLater(timeout)
 }
 
 // closeLater closes the socket after timeout unless it closed before:
 // a client uses it to wait for the server to close TCP first.
-func (es *eventState) closeLater(timeout time.Duration) {
-	pc := es.conn()
+func (c *Conn) closeLater(timeout time.Duration) {
+	pc := c.pc.Load()
 	if pc == nil {
 		return
 	}
-	es.timerMu.Lock()
-	if es.timer == nil && !es.timerStopped {
-		es.timer = time.AfterFunc(timeout, func() { _ = pc.Close() })
+	c.closeMu.Lock()
+	x := c.extraLocked()
+	if x.timer == nil && !x.timerStopped {
+		x.timer = time.AfterFunc(timeout, func() { _ = pc.Close() })
 	}
-	es.timerMu.Unlock()
+	c.closeMu.Unlock()
 }
 
-func (es *eventState) stopTimer() {
-	es.timerMu.Lock()
-	es.timerStopped = true
-	if es.timer != nil {
-		es.timer.Stop()
+func (c *Conn) stopTimer() {
+	c.closeMu.Lock()
+	if x := c.extra; x != nil {
+		x.timerStopped = true
+		if x.timer != nil {
+			x.timer.Stop()
+			x.timer = nil
+		}
 	}
-	es.timerMu.Unlock()
+	c.closeMu.Unlock()
 }
 
-// close is Conn.Close in event mode; closeSent is already set.
-func (es *eventState) close(c *Conn, code StatusCode, reason string) error {
+// closeEvent is Conn.Close in event mode; closeSent is already set.
+func (c *Conn) closeEvent(code StatusCode, reason string) error {
 	if err := c.writeCloseFrame(code, reason); err != nil {
 		c.closeSocket(ErrClosed)
 		return fmt.Errorf("ws: close: %w", err)
 	}
 	if c.isServer {
-		es.closeAfterFlush(c.opts.CloseTimeout)
+		c.closeAfterFlush(c.opts.closeTimeout)
 	} else {
 		// The server closes TCP once it has answered.
-		es.closeLater(c.opts.CloseTimeout)
+		c.closeLater(c.opts.closeTimeout)
 	}
 	return nil
 }
@@ -226,9 +212,10 @@ func (es *eventState) close(c *Conn, code StatusCode, reason string) error {
 // bytes read and dispatches what it emits.
 func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
 	c := (*Conn)(e)
-	es := c.ev
-	es.pc.Store(pc)
-	if es.stop {
+	if pc != nil {
+		c.pc.Store(pc)
+	}
+	if c.stop {
 		return
 	}
 	c.lastRead.Store(time.Now().UnixNano())
@@ -240,17 +227,17 @@ func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
 			if !errors.As(err, &perr) {
 				perr = failf(StatusInternalError, "%v", err)
 			}
-			es.fail(c, perr)
+			c.failEvent(perr)
 			return
 		}
 		switch ev.kind {
 		case evData:
-			if !es.onData(c, ev) {
+			if !c.onDataEvent(ev) {
 				return
 			}
 		case evControl:
-			es.onControl(c, ev)
-			if es.stop {
+			c.onControlEvent(ev)
+			if c.stop {
 				return
 			}
 		}
@@ -259,60 +246,60 @@ func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
 }
 
 // onData assembles a message; it reports false when the connection failed.
-func (es *eventState) onData(c *Conn, ev frameEvent) bool {
+func (c *Conn) onDataEvent(ev frameEvent) bool {
 	if ev.first && ev.fin {
 		// The whole message is in this read: deliver (or inflate) it in
 		// place, without a copy.
-		return es.deliver(c, ev.op, ev.compressed, ev.data)
+		return c.deliver(ev.op, ev.compressed, ev.data)
 	}
 	if ev.first {
 		// The first frame's size is the first guess; the buffer grows
 		// through the pools' size classes if the message is longer.
 		hint := int64(len(ev.data)) + c.parser.frameRemaining()
-		es.msgBuf = getMsgBuf(int(min(hint, 64<<10)))
-		es.msgOp, es.msgCompressed = ev.op, ev.compressed
+		c.msgBuf = getMsgBuf(int(min(hint, 64<<10)))
+		c.msgOp, c.msgCompressed = ev.op, ev.compressed
 	}
-	es.msgBuf = appendMsgBuf(es.msgBuf, ev.data)
+	c.msgBuf = appendMsgBuf(c.msgBuf, ev.data)
 	if !ev.fin {
 		return true
 	}
-	ok := es.deliver(c, es.msgOp, es.msgCompressed, *es.msgBuf)
-	putMsgBuf(es.msgBuf)
-	es.msgBuf = nil
+	ok := c.deliver(c.msgOp, c.msgCompressed, *c.msgBuf)
+	putMsgBuf(c.msgBuf)
+	c.msgBuf = nil
 	return ok
 }
 
 // deliver hands a complete message to the handler, inflating it first
 // when compressed; it reports false when the connection failed.
-func (es *eventState) deliver(c *Conn, op opcode, compressed bool, payload []byte) bool {
+func (c *Conn) deliver(op opcode, compressed bool, payload []byte) bool {
 	if !compressed {
-		es.h.OnMessage(c, MessageType(op), payload)
+		c.h.OnMessage(c, MessageType(op), payload)
 		return true
 	}
 	out, perr := c.inflateMessage(payload, op == opText)
 	if perr != nil {
-		es.fail(c, perr)
+		c.failEvent(perr)
 		return false
 	}
-	es.h.OnMessage(c, MessageType(op), *out)
+	c.h.OnMessage(c, MessageType(op), *out)
 	putMsgBuf(out)
 	return true
 }
 
 // onControl handles a control frame in event mode.
-func (es *eventState) onControl(c *Conn, ev frameEvent) {
+func (c *Conn) onControlEvent(ev frameEvent) {
 	switch ev.op {
 	case opPing:
 		if !c.closing() {
 			// A pong that does not fit the queue is dropped: the peer
 			// is not reading, and the queue limit handles that.
-			_ = es.queueFrame(c.buildFrame(true, false, opPong, ev.data))
+			_ = c.queueFrame(c.buildFrame(true, false, opPong, ev.data))
 		}
 	case opPong:
 		c.resolvePing(ev.data)
 	case opClose:
 		ce, _ := parseClosePayload(ev.data)
-		es.stop = true
+		c.stop = true
 		c.setEndErr(ce)
 		c.closeMu.Lock()
 		answer := !c.closeSent
@@ -324,20 +311,20 @@ func (es *eventState) onControl(c *Conn, ev frameEvent) {
 		switch {
 		case !c.isServer:
 			// The server closes TCP first (RFC 6455 §7.1.1).
-			es.closeLater(c.opts.CloseTimeout)
+			c.closeLater(c.opts.closeTimeout)
 		case answer:
 			// The handshake is complete once our answer is out.
-			es.closeWhenFlushed(c.opts.CloseTimeout)
+			c.closeWhenFlushed(c.opts.closeTimeout)
 		default:
 			// Our close was answered.
-			es.closeNow()
+			c.closeNowEvent()
 		}
 	}
 }
 
 // fail fails the connection with perr (RFC 6455 §7.1.7).
-func (es *eventState) fail(c *Conn, perr *ProtocolError) {
-	es.stop = true
+func (c *Conn) failEvent(perr *ProtocolError) {
+	c.stop = true
 	c.setEndErr(perr)
 	c.closeMu.Lock()
 	send := !c.closeSent
@@ -346,14 +333,14 @@ func (es *eventState) fail(c *Conn, perr *ProtocolError) {
 	if send {
 		_ = c.writeCloseFrame(perr.Code, "")
 	}
-	es.closeWhenFlushed(c.opts.CloseTimeout)
+	c.closeWhenFlushed(c.opts.closeTimeout)
 }
 
 // OnWritten implements netpoll.WriteObserver. The handler is asserted
-// here rather than stored again in eventState, which would take every idle
-// connection into the next size class.
+// here rather than stored again in the Conn, which every idle connection
+// would pay for.
 func (e *eventConn) OnWritten(_ *netpoll.Conn, n int, written uint64) {
-	if wo, ok := e.ev.h.(WriteObserver); ok {
+	if wo, ok := e.h.(WriteObserver); ok {
 		wo.OnWritten((*Conn)(e), n, written)
 	}
 }
@@ -363,10 +350,7 @@ func (e *eventConn) OnWritten(_ *netpoll.Conn, n int, written uint64) {
 // message Enqueue accepted is on the wire once written reaches the queued
 // total read right after that Enqueue returned.
 func (c *Conn) OutboundTotals() (queued, written uint64) {
-	if c.ev == nil {
-		return 0, 0
-	}
-	pc := c.ev.conn()
+	pc := c.pc.Load()
 	if pc == nil {
 		return 0, 0
 	}
@@ -376,8 +360,9 @@ func (c *Conn) OutboundTotals() (queued, written uint64) {
 // OnClose implements netpoll.Handler.
 func (e *eventConn) OnClose(pc *netpoll.Conn, err error) {
 	c := (*Conn)(e)
-	es := c.ev
-	es.pc.Store(pc)
+	if pc != nil {
+		c.pc.Store(pc)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, netpoll.ErrFlushTimeout):
@@ -388,19 +373,19 @@ func (e *eventConn) OnClose(pc *netpoll.Conn, err error) {
 		c.setEndErr(fmt.Errorf("ws: connection lost: %w", err))
 	}
 	c.closeMu.Lock()
-	timedOut := c.closeSent && c.closeErr == nil
+	timedOut := c.closeSent && !c.endErrSetLocked()
 	c.closeMu.Unlock()
 	if timedOut {
 		c.setEndErr(ErrCloseTimeout)
 	}
 	c.closeSocket(ErrClosed)
-	es.stopTimer()
-	if es.msgBuf != nil {
-		putMsgBuf(es.msgBuf)
-		es.msgBuf = nil
+	c.stopTimer()
+	if c.msgBuf != nil {
+		putMsgBuf(c.msgBuf)
+		c.msgBuf = nil
 	}
 	c.parser.release()
-	es.h.OnClose(c, c.endErr())
+	c.h.OnClose(c, c.endErr())
 }
 
 // inflateMessage inflates a complete compressed message into a pooled
@@ -410,19 +395,21 @@ func (c *Conn) inflateMessage(compressed []byte, text bool) (*[]byte, *ProtocolE
 	f := getInflater()
 	defer putInflater(f)
 	f.src.reset(compressed)
+	tk := c.readTakeover()
 	var dict []byte
-	if c.readDictN > 0 {
-		dict = c.readDict
+	if tk != nil {
+		dict = tk.readDict
 	}
 	if err := f.start(dict); err != nil {
 		return nil, failf(StatusInvalidFramePayloadData, "invalid compressed data: %v", err)
 	}
-	out, err := f.inflateAll(getMsgBuf(min(4*len(compressed)+64, 64<<10)), c.readLimit)
+	limit := c.readLimit()
+	out, err := f.inflateAll(getMsgBuf(min(4*len(compressed)+64, 64<<10)), limit)
 	b := *out
 	switch {
 	case errors.Is(err, errMessageTooBig):
 		putMsgBuf(out)
-		return nil, failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", c.readLimit)
+		return nil, failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", limit)
 	case err != nil:
 		putMsgBuf(out)
 		return nil, failf(StatusInvalidFramePayloadData, "invalid compressed data: %v", err)
@@ -430,8 +417,17 @@ func (c *Conn) inflateMessage(compressed []byte, text bool) (*[]byte, *ProtocolE
 		putMsgBuf(out)
 		return nil, failf(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
 	}
-	if c.readDictN > 0 {
-		c.readDict = appendWindow(c.readDict, b, c.readDictN)
+	if tk != nil {
+		tk.readDict = appendWindow(tk.readDict, b, tk.readDictN)
 	}
 	return out, nil
+}
+
+// readTakeover returns the inflate window state when the peer keeps its
+// compression context between messages, or nil.
+func (c *Conn) readTakeover() *rareState {
+	if tk := c.rare; tk != nil && tk.readDictN > 0 {
+		return tk
+	}
+	return nil
 }

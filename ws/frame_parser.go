@@ -52,24 +52,30 @@ var ctrlBufPool = sync.Pool{New: func() any { return new([maxControlPayload]byte
 // minimal form, but the length is unambiguous and every limit applies to
 // its value, so rejecting them would only hurt interoperability.
 type frameParser struct {
-	expectMasked bool  // frames must be masked (we are the server)
-	allowRSV1    bool  // permessage-deflate was negotiated
-	readLimit    int64 // largest frame / message payload on the wire
+	// Fields are ordered so that the struct packs without padding: every
+	// connection carries one.
+	readLimit int64 // largest frame / message payload on the wire
+	remaining int64 // payload bytes of the current frame still to come
+	msgSize   int64 // payload bytes of the current data message so far, on the wire
 
-	stage  parseStage
-	hdr    [maxFrameHeader]byte // partial header
-	hdrLen uint8
+	ctrl *[maxControlPayload]byte // control frame split across inputs
+	err  *ProtocolError
+
+	hdr  [maxFrameHeader]byte // partial header
+	key  [4]byte              // masking key of the current frame
+	utf8 utf8Validator        // current text message
+
+	expectMasked bool // frames must be masked (we are the server)
+	allowRSV1    bool // permessage-deflate was negotiated
+	stage        parseStage
+	hdrLen       uint8
 
 	// current frame
 	fin, rsv1 bool
 	masked    bool
 	op        opcode
-	key       [4]byte
 	maskPos   uint8
-	remaining int64 // payload bytes of the current frame still to come
 
-	// control frame split across inputs
-	ctrl    *[maxControlPayload]byte
 	ctrlLen uint8
 	ctrlOut bool // ctrl was handed out by the last parse call
 
@@ -78,10 +84,6 @@ type frameParser struct {
 	msgFirst   bool   // the first piece of the message was not emitted yet
 	compressed bool
 	checkUTF8  bool
-	msgSize    int64 // payload bytes of the message so far, on the wire
-	utf8       utf8Validator
-
-	err *ProtocolError
 }
 
 func newFrameParser(isServer, deflate bool, readLimit int64) frameParser {

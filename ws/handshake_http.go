@@ -42,6 +42,16 @@ func findHeadEnd(b []byte, from int) int {
 // returns the total bytes read and the head's length. It fails with
 // ErrHeaderTooLarge when buf fills first.
 func readHead(r io.Reader, buf []byte) (n, headLen int, err error) {
+	return continueHead(r, buf, 0)
+}
+
+// continueHead is readHead when buf[:n] already holds the first bytes.
+func continueHead(r io.Reader, buf []byte, n int) (int, int, error) {
+	if n > 0 {
+		if end := findHeadEnd(buf[:n], 0); end >= 0 {
+			return n, end, nil
+		}
+	}
 	for {
 		if n == len(buf) {
 			return n, -1, ErrHeaderTooLarge

@@ -116,8 +116,8 @@ func (c *Conn) writePreparedLocked(ctx context.Context, pm *PreparedMessage) err
 	case !c.isServer:
 		// A client masks a copy of the payload.
 		return c.writeFrameLocked(ctx, true, rsv1, pm.op, payload)
-	case c.ev != nil:
-		return c.ev.queueFrame(frame)
+	case c.served:
+		return c.queueFrame(frame)
 	default:
 		stop := c.armWrite(ctx)
 		return c.disarmWrite(ctx, stop, c.writeAll(frame))
@@ -136,7 +136,7 @@ func (c *Conn) writePreparedLocked(ctx context.Context, pm *PreparedMessage) err
 // another goroutine, since a message cannot be queued between its
 // fragments.
 func (c *Conn) Enqueue(pm *PreparedMessage) error {
-	if c.ev == nil {
+	if !c.served {
 		return ErrNotServed
 	}
 	if err := c.lockWrite(context.Background()); err != nil {
@@ -152,7 +152,7 @@ func (c *Conn) Enqueue(pm *PreparedMessage) error {
 // EnqueueMessage is Enqueue for a message that is not prepared: p is
 // copied (and compressed when it reaches the threshold) into the queue.
 func (c *Conn) EnqueueMessage(typ MessageType, p []byte) error {
-	if c.ev == nil {
+	if !c.served {
 		return ErrNotServed
 	}
 	return c.Write(context.Background(), typ, p)

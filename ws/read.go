@@ -37,12 +37,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 //
 // At most one Read or Reader may be in progress at a time.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
-	if c.ev != nil {
+	if c.served {
 		return 0, nil, ErrServed
 	}
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	m, err := c.nextMessage(ctx)
+	b := c.blockingState()
+	b.readMu.Lock()
+	defer b.readMu.Unlock()
+	m, err := c.nextMessage(b, ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -85,12 +86,13 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 // the previous message's unread rest by discarding it. ctx bounds every
 // network read made through the returned reader too.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
-	if c.ev != nil {
+	if c.served {
 		return 0, nil, ErrServed
 	}
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	m, err := c.nextMessage(ctx)
+	b := c.blockingState()
+	b.readMu.Lock()
+	defer b.readMu.Unlock()
+	m, err := c.nextMessage(b, ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -98,34 +100,31 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 }
 
 // nextMessage discards what is left of the previous message and waits for
-// the first piece of the next one. The caller holds readMu.
-func (c *Conn) nextMessage(ctx context.Context) (*messageReader, error) {
-	if c.msg == nil {
-		c.msg = new(messageReader)
-	}
-	m := c.msg
+// the first piece of the next one. The caller holds b.readMu.
+func (c *Conn) nextMessage(b *blockingState, ctx context.Context) (*messageReader, error) {
+	m := &b.msg
 	if m.active {
 		m.ctx = ctx
 		if err := m.discard(); err != nil {
 			return nil, err
 		}
 	}
-	ev, err := c.nextEvent(ctx)
+	ev, err := c.nextEvent(b, ctx)
 	if err != nil {
-		c.releaseReadBuf()
+		c.releaseReadBuf(b)
 		return nil, err
 	}
-	m.start(c, ctx, ev)
+	m.start(c, b, ctx, ev)
 	return m, nil
 }
 
 // nextEvent returns the next data piece, handling control frames on the
-// way. The caller holds readMu.
-func (c *Conn) nextEvent(ctx context.Context) (frameEvent, error) {
+// way. The caller holds b.readMu.
+func (c *Conn) nextEvent(b *blockingState, ctx context.Context) (frameEvent, error) {
 	for {
-		if len(c.rdata) > 0 {
-			n, ev, err := c.parser.parse(c.rdata)
-			c.rdata = c.rdata[n:]
+		if len(b.rdata) > 0 {
+			n, ev, err := c.parser.parse(b.rdata)
+			b.rdata = b.rdata[n:]
 			if err != nil {
 				var perr *ProtocolError
 				if errors.As(err, &perr) {
@@ -137,44 +136,44 @@ func (c *Conn) nextEvent(ctx context.Context) (frameEvent, error) {
 			case evData:
 				return ev, nil
 			case evControl:
-				if err := c.handleControl(ev); err != nil {
+				if err := c.handleControl(b, ev); err != nil {
 					return frameEvent{}, err
 				}
 			}
 			continue
 		}
-		if err := c.fill(ctx); err != nil {
+		if err := c.fill(b, ctx); err != nil {
 			return frameEvent{}, err
 		}
 	}
 }
 
 // fill reads more bytes from the socket into the pooled read buffer.
-func (c *Conn) fill(ctx context.Context) error {
+func (c *Conn) fill(b *blockingState, ctx context.Context) error {
 	if c.isClosed() {
 		return c.endErr()
 	}
-	if c.rbuf == nil {
-		c.rbuf = readBufPool.Get().(*[]byte)
+	if b.rbuf == nil {
+		b.rbuf = readBufPool.Get().(*[]byte)
 	}
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.netConn.SetReadDeadline(d)
-		c.rdlSet = true
-	} else if c.rdlSet {
+		b.rdlSet = true
+	} else if b.rdlSet {
 		_ = c.netConn.SetReadDeadline(time.Time{})
-		c.rdlSet = false
+		b.rdlSet = false
 	}
 	var stop func() bool
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { _ = c.netConn.SetReadDeadline(aLongTimeAgo) })
-		c.rdlSet = true
+		b.rdlSet = true
 	}
-	n, err := c.netConn.Read(*c.rbuf)
+	n, err := c.netConn.Read(*b.rbuf)
 	if stop != nil {
 		stop()
 	}
 	if n > 0 {
-		c.rdata = (*c.rbuf)[:n]
+		b.rdata = (*b.rbuf)[:n]
 		c.lastRead.Store(time.Now().UnixNano())
 		return nil
 	}
@@ -186,7 +185,7 @@ func (c *Conn) fill(ctx context.Context) error {
 		if cerr == nil {
 			cerr = context.DeadlineExceeded
 		}
-		if c.msg != nil && c.msg.active {
+		if b.msg.active {
 			// Part of a message was handed out; it cannot be resumed.
 			// (The parser keeps partial frames, so an abandoned read
 			// between messages loses nothing.)
@@ -204,18 +203,18 @@ func (c *Conn) fill(ctx context.Context) error {
 
 // releaseReadBuf returns the read buffer to its pool when no unparsed
 // bytes are left in it.
-func (c *Conn) releaseReadBuf() {
-	if c.rbuf != nil && len(c.rdata) == 0 {
-		readBufPool.Put(c.rbuf)
-		c.rbuf = nil
-		c.rdata = nil
+func (c *Conn) releaseReadBuf(b *blockingState) {
+	if b.rbuf != nil && len(b.rdata) == 0 {
+		readBufPool.Put(b.rbuf)
+		b.rbuf = nil
+		b.rdata = nil
 	}
 	c.parser.release()
 }
 
 // handleControl reacts to a control frame in blocking mode. It returns an
 // error when the frame ends the connection.
-func (c *Conn) handleControl(ev frameEvent) error {
+func (c *Conn) handleControl(b *blockingState, ev frameEvent) error {
 	switch ev.op {
 	case opPing:
 		// Auto-pong with the same payload; nothing is sent after our close.
@@ -226,16 +225,16 @@ func (c *Conn) handleControl(ev frameEvent) error {
 		c.resolvePing(ev.data)
 	case opClose:
 		ce, _ := parseClosePayload(ev.data) // validated by the parser
-		return c.handlePeerClose(ce)
+		return c.handlePeerClose(b, ce)
 	}
 	return nil
 }
 
 // handlePeerClose completes the closing handshake started by the peer, or
 // finishes the one we started, and ends the connection. It returns ce.
-func (c *Conn) handlePeerClose(ce *CloseError) error {
+func (c *Conn) handlePeerClose(b *blockingState, ce *CloseError) error {
 	c.setEndErr(ce)
-	c.rdata = nil // nothing after a close frame is read (RFC 6455 §5.5.1)
+	b.rdata = nil // nothing after a close frame is read (RFC 6455 §5.5.1)
 	c.closeMu.Lock()
 	answer := !c.closeSent
 	c.closeSent = true
@@ -247,22 +246,22 @@ func (c *Conn) handlePeerClose(ce *CloseError) error {
 	}
 	if !c.isServer {
 		// The server closes TCP first (RFC 6455 §7.1.1): wait for its FIN.
-		c.drainUntilEOF(time.Now().Add(c.opts.CloseTimeout))
+		c.drainUntilEOF(b, time.Now().Add(c.opts.closeTimeout))
 	}
 	c.closeSocket(ce)
 	return ce
 }
 
 // drainUntilEOF reads and discards until the peer closes or the deadline
-// passes. The caller holds readMu.
-func (c *Conn) drainUntilEOF(deadline time.Time) {
-	if c.rbuf == nil {
-		c.rbuf = readBufPool.Get().(*[]byte)
+// passes. The caller holds b.readMu.
+func (c *Conn) drainUntilEOF(b *blockingState, deadline time.Time) {
+	if b.rbuf == nil {
+		b.rbuf = readBufPool.Get().(*[]byte)
 	}
 	_ = c.netConn.SetReadDeadline(deadline)
-	c.rdlSet = true
+	b.rdlSet = true
 	for {
-		if _, err := c.netConn.Read(*c.rbuf); err != nil {
+		if _, err := c.netConn.Read(*b.rbuf); err != nil {
 			return
 		}
 	}
@@ -283,9 +282,10 @@ func (c *Conn) failConn(perr *ProtocolError) {
 }
 
 // messageReader streams one data message in blocking mode. It lives in the
-// Conn and is reused for every message.
+// blocking state and is reused for every message.
 type messageReader struct {
 	c          *Conn
+	b          *blockingState
 	ctx        context.Context
 	typ        MessageType
 	active     bool   // a message is being read
@@ -300,8 +300,8 @@ type messageReader struct {
 	err        error
 }
 
-func (m *messageReader) start(c *Conn, ctx context.Context, ev frameEvent) {
-	m.c, m.ctx = c, ctx
+func (m *messageReader) start(c *Conn, b *blockingState, ctx context.Context, ev frameEvent) {
+	m.c, m.b, m.ctx = c, b, ctx
 	m.typ = MessageType(ev.op)
 	m.active = true
 	m.err = nil
@@ -322,8 +322,8 @@ func (m *messageReader) start(c *Conn, ctx context.Context, ev frameEvent) {
 	m.inf.src.cur, m.inf.src.done = m.pending, m.fin
 	m.pending = nil
 	var dict []byte
-	if c.readDictN > 0 {
-		dict = c.readDict
+	if tk := c.readTakeover(); tk != nil {
+		dict = tk.readDict
 	}
 	if err := m.inf.start(dict); err != nil {
 		m.err = err
@@ -332,7 +332,7 @@ func (m *messageReader) start(c *Conn, ctx context.Context, ev frameEvent) {
 
 // nextPiece feeds the inflater: the next compressed piece of the message.
 func (m *messageReader) nextPiece() ([]byte, bool, error) {
-	ev, err := m.c.nextEvent(m.ctx)
+	ev, err := m.c.nextEvent(m.b, m.ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -340,9 +340,11 @@ func (m *messageReader) nextPiece() ([]byte, bool, error) {
 }
 
 func (m *messageReader) Read(p []byte) (int, error) {
-	c := m.c
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
+	if m.b == nil {
+		return 0, io.EOF
+	}
+	m.b.readMu.Lock()
+	defer m.b.readMu.Unlock()
 	if !m.active || m.c == nil {
 		if m.err != nil {
 			return 0, m.err
@@ -371,7 +373,7 @@ func (m *messageReader) read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		ev, err := m.c.nextEvent(m.ctx)
+		ev, err := m.c.nextEvent(m.b, m.ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -389,8 +391,8 @@ func (m *messageReader) readInflated(p []byte) (int, error) {
 	c := m.c
 	n, err := m.inf.fr.Read(p)
 	m.inflated += int64(n)
-	if m.inflated > c.readLimit {
-		perr := failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", c.readLimit)
+	if limit := c.readLimit(); m.inflated > limit {
+		perr := failf(StatusMessageTooBig, "inflated message exceeds the read limit of %d bytes", limit)
 		c.failConn(perr)
 		return 0, perr
 	}
@@ -399,8 +401,8 @@ func (m *messageReader) readInflated(p []byte) (int, error) {
 		c.failConn(perr)
 		return 0, perr
 	}
-	if c.readDictN > 0 {
-		c.readDict = appendWindow(c.readDict, p[:n], c.readDictN)
+	if tk := c.readTakeover(); tk != nil {
+		tk.readDict = appendWindow(tk.readDict, p[:n], tk.readDictN)
 	}
 	if err == io.EOF {
 		if m.text && !m.utf8.complete() {
@@ -450,7 +452,7 @@ func (m *messageReader) finish(err error) {
 		putInflater(m.inf)
 		m.inf = nil
 	}
-	m.c.releaseReadBuf()
+	m.c.releaseReadBuf(m.b)
 }
 
 // readAll reads the rest of the message into buf, which has room for it

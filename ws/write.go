@@ -44,7 +44,7 @@ func putWriteBuf(wb *writeBuf, b []byte) {
 // lockWrite acquires the write lock, giving up when ctx ends or the
 // connection closes.
 func (c *Conn) lockWrite(ctx context.Context) error {
-	if c.ev != nil {
+	if c.served {
 		c.wmu.Lock()
 		return nil
 	}
@@ -52,7 +52,7 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 		// Nothing was written: the connection stays usable.
 		return fmt.Errorf("ws: write: %w", err)
 	}
-	wl := c.wlockChan()
+	wl := c.blockingState().wlock
 	select {
 	case wl <- struct{}{}:
 		return nil
@@ -69,20 +69,11 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 }
 
 func (c *Conn) unlockWrite() {
-	if c.ev != nil {
+	if c.served {
 		c.wmu.Unlock()
 		return
 	}
-	<-*c.wlock.Load()
-}
-
-func (c *Conn) wlockChan() chan struct{} {
-	if p := c.wlock.Load(); p != nil {
-		return *p
-	}
-	ch := make(chan struct{}, 1)
-	c.wlock.CompareAndSwap(nil, &ch)
-	return *c.wlock.Load()
+	<-c.blocking.Load().wlock
 }
 
 // closing reports whether no more data frames may be sent.
@@ -121,13 +112,13 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 // frame queued is then a copy of exactly their size, not a buffer sized
 // for the worst case.
 func (c *Conn) writeCompressedLocked(ctx context.Context, op opcode, p []byte) error {
-	takeover := c.wdeflate != nil
-	if c.ev != nil && takeover && !c.ev.mayFit(len(p)+64, c.opts) {
+	dw := c.wdeflate()
+	takeover := dw != nil
+	if c.served && takeover && !c.mayFit(len(p)+64) {
 		// Refuse before compressing: a compressed message that is not
 		// sent would desynchronise the peer's LZ77 window.
 		return ErrQueueFull
 	}
-	dw := c.wdeflate
 	if dw == nil {
 		dw = getDeflateWriter(c.deflate.level, c.deflate.writeWindowBits)
 		defer putDeflateWriter(dw)
@@ -136,7 +127,7 @@ func (c *Conn) writeCompressedLocked(ctx context.Context, op opcode, p []byte) e
 	out := dw.compress(bp.b[:0], p)
 	err := c.writeFrameLocked(ctx, true, true, op, out)
 	putWriteBuf(bp, out)
-	if err != nil && takeover && c.ev != nil {
+	if err != nil && takeover && c.served {
 		c.streamBroken(err)
 	}
 	return err
@@ -171,8 +162,8 @@ func (c *Conn) buildFrame(fin, rsv1 bool, op opcode, payload []byte) []byte {
 // writeFrameLocked sends one frame. The caller holds the write lock (or,
 // for control frames in event mode, needs none).
 func (c *Conn) writeFrameLocked(ctx context.Context, fin, rsv1 bool, op opcode, payload []byte) error {
-	if c.ev != nil {
-		return c.ev.queueFrame(c.buildFrame(fin, rsv1, op, payload))
+	if c.served {
+		return c.queueFrame(c.buildFrame(fin, rsv1, op, payload))
 	}
 	masked := !c.isServer
 	key := newMaskKey(masked)
@@ -218,17 +209,18 @@ func (c *Conn) writeAll(b []byte) error {
 
 // armWrite applies ctx's deadline and cancellation to the socket's writes.
 func (c *Conn) armWrite(ctx context.Context) func() bool {
+	b := c.blocking.Load() // created by lockWrite
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.netConn.SetWriteDeadline(d)
-		c.wdlSet = true
-	} else if c.wdlSet {
+		b.wdlSet = true
+	} else if b.wdlSet {
 		_ = c.netConn.SetWriteDeadline(time.Time{})
-		c.wdlSet = false
+		b.wdlSet = false
 	}
 	if ctx.Done() == nil {
 		return nil
 	}
-	c.wdlSet = true
+	b.wdlSet = true
 	return context.AfterFunc(ctx, func() { _ = c.netConn.SetWriteDeadline(aLongTimeAgo) })
 }
 
@@ -259,11 +251,11 @@ func (c *Conn) disarmWrite(ctx context.Context, stop func() bool, err error) err
 // writeControl sends a control frame. Control frames may go out between
 // the fragments of a message, but not after our close frame.
 func (c *Conn) writeControl(ctx context.Context, op opcode, payload []byte) error {
-	if c.ev != nil {
+	if c.served {
 		if c.closing() {
 			return ErrClosed
 		}
-		return c.ev.queueFrame(c.buildFrame(true, false, op, payload))
+		return c.queueFrame(c.buildFrame(true, false, op, payload))
 	}
 	if err := c.lockWrite(ctx); err != nil {
 		return err
@@ -280,10 +272,10 @@ func (c *Conn) writeControl(ctx context.Context, op opcode, payload []byte) erro
 func (c *Conn) writeCloseFrame(code StatusCode, reason string) error {
 	var buf [maxControlPayload]byte
 	payload := appendClosePayload(buf[:0], code, reason)
-	if c.ev != nil {
-		return c.ev.queueFrame(c.buildFrame(true, false, opClose, payload))
+	if c.served {
+		return c.queueFrame(c.buildFrame(true, false, opClose, payload))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CloseTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.closeTimeout)
 	defer cancel()
 	if err := c.lockWrite(ctx); err != nil {
 		return err
@@ -310,16 +302,13 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 		c.unlockWrite()
 		return nil, ErrClosed
 	}
-	if c.wstream == nil {
-		c.wstream = new(messageWriter)
-	}
-	w := c.wstream
+	w := &c.blockingState().wstream
 	*w = messageWriter{c: c, ctx: ctx, op: op, open: true}
 	w.bp = getWriteBuf()
 	w.buf = w.bp.b[:0]
 	if c.deflate != nil {
 		w.compress = true
-		w.dw = c.wdeflate
+		w.dw = c.wdeflate()
 		if w.dw == nil {
 			w.dw = getDeflateWriter(c.deflate.level, c.deflate.writeWindowBits)
 			w.pooledDW = true
@@ -328,7 +317,8 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	return w, nil
 }
 
-// messageWriter is the io.WriteCloser of Writer; it lives in the Conn.
+// messageWriter is the io.WriteCloser of Writer; it lives in the
+// connection's blocking state.
 type messageWriter struct {
 	c        *Conn
 	ctx      context.Context
@@ -389,7 +379,7 @@ func (w *messageWriter) flushFragment(payload []byte, fin bool) error {
 	err := w.c.writeFrameLocked(w.ctx, fin, rsv1, w.op, payload)
 	if err != nil {
 		w.err = err
-		if w.c.ev != nil && (w.started || (w.compress && !w.pooledDW)) {
+		if w.c.served && (w.started || (w.compress && !w.pooledDW)) {
 			// Part of the message, or of the shared compression
 			// context, is queued: the stream cannot continue.
 			w.c.streamBroken(err)

@@ -54,6 +54,7 @@ import (
 	"github.com/heraldhq/herald/internal/httpapi"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/tlsreload"
+	wstransport "github.com/heraldhq/herald/internal/transport/ws"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -94,6 +95,7 @@ type Server struct {
 	node    *node // broker, hub, sessions, transports
 	handler http.Handler
 	httpSrv *http.Server
+	ws      *wstransport.Handler
 
 	ready atomic.Bool
 
@@ -101,6 +103,7 @@ type Server struct {
 	started      bool
 	shuttingDown bool
 	ln           *fdLimitListener
+	front        *wsFront        // routes WebSocket upgrades past net/http; nil with TLS
 	socks        socketListeners // TCP and UDP transports' sockets
 	pprofSrv     *http.Server    // debug.pprof_listen; nil when off
 	pprofLn      net.Listener
@@ -205,8 +208,9 @@ func New(opts Options) (*Server, error) {
 		n.close(context.Background())
 		return nil, err
 	}
+	s.ws = wsh
 	mux := http.NewServeMux()
-	mux.Handle("/ws", wsh)
+	mux.Handle(wsPath, wsh)
 	mux.Handle(httpapi.Prefix, api)
 	mux.Handle("/metrics", s.metrics.Handler())
 	mux.HandleFunc("/healthz", s.healthz)
@@ -217,7 +221,7 @@ func New(opts Options) (*Server, error) {
 	s.handler = mux
 	s.httpSrv = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -225,6 +229,13 @@ func New(opts Options) (*Server, error) {
 	ok = true
 	return s, nil
 }
+
+// wsPath is where WebSocket clients connect.
+const wsPath = "/ws"
+
+// readHeaderTimeout bounds reading a request head, on the WebSocket path
+// and through net/http.
+const readHeaderTimeout = 10 * time.Second
 
 // randomKey returns 32 random bytes, URL-safe base64 encoded (43 chars).
 func randomKey() string {
@@ -323,10 +334,16 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancelBG = cancel
 
 	ln := s.ln
-	var served net.Listener = ln
+	var served net.Listener
 	if s.certs != nil {
 		// No ALPN: HTTP/1.1 only, since WebSocket upgrades need it.
+		// Every TLS connection goes through net/http, which fills in
+		// r.TLS only for a *tls.Conn it accepted itself (and a TLS
+		// WebSocket connection keeps a reading goroutine anyway).
 		served = tls.NewListener(ln, s.certs.TLSConfig())
+	} else {
+		s.front = newWSFront(ln, wsPath, s.ws.ServeConn, readHeaderTimeout)
+		served = s.front
 	}
 	s.goLocked(func() {
 		if err := s.httpSrv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -426,9 +443,9 @@ func (s *Server) urlsLocked() (httpURL, wsURL string) {
 	}
 	addr := s.ln.Addr().String()
 	if s.certs != nil {
-		return "https://" + addr, "wss://" + addr + "/ws"
+		return "https://" + addr, "wss://" + addr + wsPath
 	}
-	return "http://" + addr, "ws://" + addr + "/ws"
+	return "http://" + addr, "ws://" + addr + wsPath
 }
 
 // Reload re-reads what can change without a restart: the TLS certificate
@@ -480,7 +497,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown = true
-	ln := s.ln
+	var ln net.Listener
+	if s.ln != nil {
+		ln = s.ln
+	}
+	if s.front != nil {
+		ln = s.front // closes s.ln and waits for the heads being read
+	}
 	socks := s.socks
 	cancel := s.cancelBG
 	pprofSrv := s.pprofSrv

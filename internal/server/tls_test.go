@@ -43,6 +43,10 @@ func TestTLSEndToEnd(t *testing.T) {
 	if !strings.Contains(out.String(), "wss://"+s.Addr()+"/ws") {
 		t.Errorf("start-up output lacks the wss URL:\n%s", out)
 	}
+	if s.front != nil {
+		// net/http must see the *tls.Conn to fill in r.TLS.
+		t.Fatal("TLS listener routed through the WebSocket front")
+	}
 	clientTLS := cert.ClientConfig("")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net/http"
 
 	wstransport "github.com/heraldhq/herald/internal/transport/ws"
 	"github.com/heraldhq/herald/ws"
@@ -11,7 +10,7 @@ import (
 // newWSHandler builds the /ws handler from the configuration: allowed
 // origins, compression, the per-connection outbound queue bounds and the
 // message size limit.
-func (n *node) newWSHandler() (http.Handler, error) {
+func (n *node) newWSHandler() (*wstransport.Handler, error) {
 	opts := wstransport.Options{
 		Sessions:       n.sessions,
 		MaxMessageSize: int(n.cfg.MaxMessageSize),

@@ -31,8 +31,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +87,23 @@ type Handler struct {
 	codec    wire.JSONCodec
 	log      *slog.Logger
 	metrics  *metrics.Transport
+
+	// setup is held, for a connection whose stripe it is, from Serve until
+	// its session exists: the engine may deliver messages before that,
+	// and those handler calls wait on it. Striped rather than one lock
+	// per connection, which every idle connection would carry; a
+	// connection waits at most for the setups of its stripe's neighbours
+	// (a few microseconds each).
+	setup    [setupStripes]sync.Mutex
+	setupKey maphash.Seed
+}
+
+// setupStripes is the number of setup locks of a Handler.
+const setupStripes = 64
+
+// setupLock returns the setup lock of t.
+func (h *Handler) setupLock(t *transport) *sync.Mutex {
+	return &h.setup[maphash.Comparable(h.setupKey, t)%setupStripes]
 }
 
 // NewHandler validates opts and returns a Handler.
@@ -106,6 +126,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		codec:    wire.JSONCodec{MaxMessageSize: opts.MaxMessageSize},
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
+		setupKey: maphash.MakeSeed(),
 	}, nil
 }
 
@@ -114,7 +135,7 @@ func NewHandler(opts Options) (*Handler, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.sessions.Draining() {
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, drainingBody, http.StatusServiceUnavailable)
 		return
 	}
 	c, err := ws.Accept(w, r, &h.accept)
@@ -126,37 +147,86 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Nothing derived from r is kept (the remote address is the Conn's),
 	// so the request, its headers and the server's buffers become garbage
 	// once this call returns.
-	t := &transport{c: c, m: h.metrics}
-	t.setup.Lock() // handler calls wait until the session exists
+	h.serve(c)
+}
+
+// ServeConn is ServeHTTP for a connection accepted without net/http: nc
+// is a freshly accepted connection from which the caller has already read
+// the first bytes of its request (read: not retained, but its memory may
+// be overwritten; see ws.AcceptConnBuffered). The handshake is checked exactly as ServeHTTP
+// checks it and refused with the same statuses, 503 while the node
+// drains. ServeConn returns once the connection is handed to its session,
+// or closed.
+func (h *Handler) ServeConn(nc net.Conn, read []byte) {
+	if h.sessions.Draining() {
+		writeDraining(nc)
+		return
+	}
+	c, _, err := ws.AcceptConnBuffered(nc, read, &h.accept)
+	if err != nil {
+		// AcceptConnBuffered has answered the request and closed nc.
+		h.log.Debug("websocket handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	h.serve(c)
+}
+
+// drainingBody is the body of the 503 a draining node answers with.
+const drainingBody = "server is shutting down"
+
+// drainingResponse is what ServeConn writes while the node drains: what
+// ServeHTTP answers then (http.Error with Retry-After), and no keep-alive.
+var drainingResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"X-Content-Type-Options: nosniff\r\n" +
+	"Retry-After: 1\r\n" +
+	"Content-Length: " + strconv.Itoa(len(drainingBody)+1) + "\r\n" +
+	"Connection: close\r\n\r\n" +
+	drainingBody + "\n")
+
+// drainingWriteTimeout bounds writing the 503 to a client that does not
+// read.
+const drainingWriteTimeout = time.Second
+
+func writeDraining(nc net.Conn) {
+	_ = nc.SetWriteDeadline(time.Now().Add(drainingWriteTimeout))
+	_, _ = nc.Write(drainingResponse) // the client may be gone; nothing to do
+	_ = nc.Close()
+}
+
+// serve switches an accepted connection to event mode and hands it to a
+// new session.
+func (h *Handler) serve(c *ws.Conn) {
+	t := &transport{c: c, h: h}
+	setup := h.setupLock(t)
+	setup.Lock() // handler calls wait until the session exists
 	if err := c.Serve(t); err != nil {
-		t.setup.Unlock() // no session: any handler call is a no-op
-		h.log.Debug("websocket serve failed", "remote", r.RemoteAddr, "err", err)
+		setup.Unlock() // no session: any handler call is a no-op
+		h.log.Debug("websocket serve failed", "remote", c.RemoteAddr().String(), "err", err)
 		_ = c.CloseNow()
 		return
 	}
 	s, err := h.sessions.NewSession(t, h.codec)
 	if err != nil {
-		t.setup.Unlock()
+		setup.Unlock()
 		_ = c.Close(ws.StatusCode(wire.DisconnectShutdown), "server is shutting down")
 		return
 	}
 	t.s.Store(s)
-	t.setup.Unlock()
+	setup.Unlock()
 }
 
 // transport is one connection: the session's Transport and the ws
-// engine's Handler.
+// engine's Handler. Every idle connection holds one, so it keeps only
+// what differs between connections (32 bytes).
 type transport struct {
 	c *ws.Conn
-	// s is set once, while setup is locked by ServeHTTP; nil when no
-	// session could be created. Handler methods that find it nil wait for
-	// setup (at most the time NewSession takes) because Serve starts
-	// delivering before the session exists. A mutex rather than a channel:
-	// it costs no allocation per connection.
-	s     atomic.Pointer[session.Session]
-	setup sync.Mutex
-
-	m *metrics.Transport // nil: not counted
+	h *Handler
+	// s is set once, while the connection's setup lock is held; nil when
+	// no session could be created. Handler methods that find it nil wait
+	// for that lock (at most the time NewSession takes) because Serve
+	// starts delivering before the session exists.
+	s atomic.Pointer[session.Session]
 	// sample times a publication's write; allocated by the first
 	// delivery that is sampled, so idle connections do without it.
 	sample atomic.Pointer[metrics.WriteSample]
@@ -181,8 +251,9 @@ func (t *transport) session() *session.Session {
 	if s := t.s.Load(); s != nil {
 		return s
 	}
-	t.setup.Lock()
-	t.setup.Unlock() //nolint:staticcheck // waits for ServeHTTP to finish the setup
+	setup := t.h.setupLock(t)
+	setup.Lock()
+	setup.Unlock() //nolint:staticcheck // waits for the setup to finish
 	return t.s.Load()
 }
 
@@ -192,7 +263,7 @@ func (t *transport) OnMessage(_ *ws.Conn, typ ws.MessageType, data []byte) {
 	if s == nil {
 		return
 	}
-	t.m.Received(len(data))
+	t.h.metrics.Received(len(data))
 	if typ != ws.MessageText {
 		s.Disconnect(wire.Disconnect{Code: wire.DisconnectBadRequest, Reason: "binary messages are not supported"})
 		return
@@ -202,12 +273,13 @@ func (t *transport) OnMessage(_ *ws.Conn, typ ws.MessageType, data []byte) {
 
 // OnWritten implements ws.WriteObserver: bytes reached the socket.
 func (t *transport) OnWritten(_ *ws.Conn, n int, written uint64) {
-	if t.m == nil {
+	m := t.h.metrics
+	if m == nil {
 		return
 	}
-	t.m.Wrote(n)
+	m.Wrote(n)
 	if smp := t.sample.Load(); smp != nil {
-		smp.Written(t.m, written)
+		smp.Written(m, written)
 	}
 }
 
@@ -264,12 +336,12 @@ func (t *transport) SendDelivery(d *hub.Delivery) error {
 	if err := t.c.Enqueue(pf.pm); err != nil {
 		return queueErr(err)
 	}
-	if t.m != nil && pf.sample.Take() {
+	if m := t.h.metrics; m != nil && pf.sample.Take() {
 		smp := t.writeSample()
 		queued, _ := t.c.OutboundTotals()
 		if smp.Start(d.Created(), queued) {
 			_, written := t.c.OutboundTotals() // it may be out already
-			smp.Written(t.m, written)
+			smp.Written(m, written)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/session"
@@ -484,5 +486,74 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	})
 	if s.m.Len() != n+1 {
 		t.Fatalf("%d sessions, want %d", s.m.Len(), n+1)
+	}
+}
+
+// ServeConn serves connections accepted without net/http, whatever part
+// of the request the caller already read: the client protocol runs as
+// through ServeHTTP, refused handshakes get the same statuses, and a
+// draining node answers 503 with Retry-After.
+func TestServeConn(t *testing.T) {
+	s := newServer(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Alternate between nothing and a few bytes read ahead.
+			var read []byte
+			if i%2 == 1 {
+				read = make([]byte, 5)
+				if _, err := io.ReadFull(nc, read); err != nil {
+					nc.Close()
+					continue
+				}
+			}
+			s.h.ServeConn(nc, read)
+		}
+	}()
+	url := "ws://" + ln.Addr().String() + "/ws"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		c, _, err := ws.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wc := &wsClient{t: t, c: c, methods: map[uint32]wire.Method{}}
+		if r := wc.call("connect", map[string]any{}); r.Error != nil || r.Connect == nil {
+			t.Fatalf("connect: %+v", r)
+		}
+		_ = c.CloseNow()
+	}
+	_, resp, err := ws.Dial(ctx, url, &ws.DialOptions{HTTPHeader: http.Header{"Origin": {"https://elsewhere.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("dial from another origin: %v %v, want 403", resp, err)
+	}
+
+	if err := s.m.Drain(ctx, wire.Disconnect{Code: wire.DisconnectShutdown, Reason: "shutting down", Reconnect: true}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, resp, err = ws.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("dial while draining: %v %v, want 503 with Retry-After", resp, err)
+	}
+}
+
+// TestTransportSize keeps the per-connection state of the transport at
+// its 32-byte size class: every idle connection holds one.
+func TestTransportSize(t *testing.T) {
+	if n := unsafe.Sizeof(transport{}); n > 32 {
+		t.Fatalf("transport is %d bytes, want at most 32", n)
 	}
 }

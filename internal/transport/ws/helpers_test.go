@@ -56,6 +56,7 @@ type server struct {
 	m       *session.Manager
 	metrics *testnode.Metrics
 	node    *testnode.Node
+	h       *Handler
 }
 
 func newServer(t testing.TB, adjust func(*session.Config, *Options)) *server {
@@ -110,7 +111,7 @@ func newServerWith(t testing.TB, adjust func(*session.Config, *Options), wrap fu
 		srv.Close()
 		node.Close(ctx)
 	})
-	return &server{t: t, url: "ws" + strings.TrimPrefix(srv.URL, "http"), hub: node.Hub, m: node.Sessions, metrics: node.Metrics, node: node}
+	return &server{t: t, url: "ws" + strings.TrimPrefix(srv.URL, "http"), hub: node.Hub, m: node.Sessions, metrics: node.Metrics, node: node, h: handler}
 }
 
 func (s *server) token(sub string) string { return s.node.Token(sub) }
