@@ -23,6 +23,14 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, info *Cl
 	return h.publish(ctx, channel, opts, data, info)
 }
 
+// PublishResolved is Publish for a caller that has already resolved
+// channel with ChannelOptions (a client's publish checks its permissions
+// first): opts must be what ChannelOptions returned for channel, which
+// spares resolving the name a second time.
+func (h *Hub) PublishResolved(ctx context.Context, channel string, opts ChannelOptions, data []byte, info *ClientInfo) (StreamPosition, error) {
+	return h.publish(ctx, channel, opts, data, info)
+}
+
 func (h *Hub) publish(ctx context.Context, channel string, opts ChannelOptions, data []byte, info *ClientInfo) (StreamPosition, error) {
 	if !h.ready.Load() {
 		return StreamPosition{}, ErrNotRunning

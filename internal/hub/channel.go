@@ -56,11 +56,22 @@ type subscription struct {
 	// state. Guarded by cl.mu (use state).
 	ch *channel
 	// idx is the position in ch.live, -1 while not live. Guarded by ch.mu.
-	idx int
+	// While the subscription is in progress its joiner is in ch.pending
+	// (see pendingJoiner).
+	idx int32
 	// presence reports that a presence entry was added.
 	presence bool
-	// joiner is set while the subscription is in progress.
-	joiner *joiner
+}
+
+// pendingJoiner returns the joiner of s while its subscribe is in
+// progress on ch, or nil. ch.mu is held.
+func (ch *channel) pendingJoiner(s *subscription) *joiner {
+	for _, j := range ch.pending {
+		if j.s == s {
+			return j
+		}
+	}
+	return nil
 }
 
 // state returns the channel state s is registered with, or nil.
@@ -109,7 +120,17 @@ type joiner struct {
 
 	outcome joinOutcome
 	err     error
-	done    chan struct{}
+	// done is made only when Subscribe has to wait for the outcome (most
+	// joins finish on the subscribing goroutine); guarded by ch.mu.
+	done chan struct{}
+}
+
+// finished wakes a Subscribe waiting for the joiner's outcome, which is
+// set; ch.mu is held.
+func (j *joiner) finished() {
+	if j.done != nil {
+		close(j.done)
+	}
 }
 
 // feed gives the joiner a live publication of its channel.
@@ -274,12 +295,11 @@ func (ch *channel) goLive(h *Hub, j *joiner) {
 	}
 	ch.removePending(j)
 	j.onResult(j.result(ch.opts.Recoverable()))
-	s.idx = len(ch.live)
+	s.idx = int32(len(ch.live))
 	ch.live = append(ch.live, s)
 	ch.targets = append(ch.targets, s.cl.sub)
-	s.joiner = nil
 	j.outcome = joinLive
-	close(j.done)
+	j.finished()
 }
 
 // finishBroken replies to a joiner whose view of the stream broke while it
@@ -288,8 +308,7 @@ func (ch *channel) finishBroken(h *Hub, j *joiner) {
 	ch.removePending(j)
 	j.onResult(j.result(true))
 	j.outcome = joinBroken
-	j.s.joiner = nil
-	close(j.done)
+	j.finished()
 	h.counters.insufficientState.Add(1)
 	h.dropSubscription(ch, j.s, wire.UnsubscribeInsufficientState, "insufficient state", true, false)
 }
@@ -301,12 +320,11 @@ func (ch *channel) failJoiner(j *joiner, err error) {
 	ch.removePending(j)
 	j.outcome = joinFailed
 	j.err = err
-	j.s.joiner = nil
 	s := j.s
 	s.cl.mu.Lock()
 	s.cl.subs.remove(s)
 	s.cl.mu.Unlock()
-	close(j.done)
+	j.finished()
 }
 
 // completeWaiting retries every joiner that merged its history and waits
@@ -335,13 +353,13 @@ func (ch *channel) resetLive(h *Hub) {
 }
 
 func (ch *channel) removeLive(s *subscription) bool {
-	i := s.idx
+	i := int(s.idx)
 	if i < 0 || i >= len(ch.live) || ch.live[i] != s {
 		return false
 	}
 	last := len(ch.live) - 1
 	ch.live[i] = ch.live[last]
-	ch.live[i].idx = i
+	ch.live[i].idx = int32(i)
 	ch.live[last] = nil
 	ch.live = ch.live[:last]
 	ch.targets[i] = ch.targets[last]

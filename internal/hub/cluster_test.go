@@ -68,14 +68,26 @@ func TestNodeReportListsTopChannels(t *testing.T) {
 			f.subscribe(t, s, "hist:small", nil)
 		}
 	}
+	// Alone, the node leaves the list out of its reports: nobody reads it.
 	var last hub.NodeInfo
-	poll(t, "a report with the channel list", func() bool {
+	poll(t, "a report of the three channels", func() bool {
 		r := rb.nodeReports(t)
 		if len(r) == 0 {
 			return false
 		}
 		last = r[len(r)-1]
 		return last.Channels == 3
+	})
+	if last.Subscriptions != 6 || last.TopChannels != nil {
+		t.Fatalf("report of a lone node %+v", last)
+	}
+	// Once another node reports itself, the list is published.
+	peer := []byte(`{"type":"node","from":"n2","node":{"id":"n2"}}` + "\n")
+	poll(t, "a report with the channel list", func() bool {
+		f.h.HandleControl(peer) // keeps n2 alive at this short interval
+		r := rb.nodeReports(t)
+		last = r[len(r)-1]
+		return last.TopChannels != nil
 	})
 	if last.Subscriptions != 6 || len(last.TopChannels) != 2 || last.TopChannels["hist:big"] != 3 || last.TopChannels["hist:mid"] != 2 {
 		t.Fatalf("report %+v", last)

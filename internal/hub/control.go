@@ -47,6 +47,13 @@ type controlMessage struct {
 
 var errControlTooLarge = errors.New("control message too large")
 
+// nodeReportPrefix is how every node report published by nodeID begins
+// (encodeControl writes the fields in declaration order).
+func nodeReportPrefix(nodeID string) []byte {
+	id, _ := json.Marshal(nodeID) // a string always encodes
+	return fmt.Appendf(nil, `{"type":%q,"from":%s`, ctlNode, id)
+}
+
 func encodeControl(m *controlMessage) ([]byte, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -120,6 +127,13 @@ func decodeControl(data []byte) (*controlMessage, error) {
 // on this node's clients, or records another node's info. Malformed
 // messages are counted and dropped.
 func (h *Hub) HandleControl(data []byte) {
+	if bytes.HasPrefix(data, h.selfNodeReport) {
+		// This node's own report, back from the broker: nothing reads it
+		// (Nodes and ClusterChannels use the live figures), so it is not
+		// decoded.
+		h.counters.controlIn.Add(1)
+		return
+	}
 	m, err := decodeControl(data)
 	if err != nil {
 		h.counters.controlErrors.Add(1)

@@ -83,3 +83,22 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 	})
 }
+
+func TestNodeReportPrefix(t *testing.T) {
+	for _, id := range []string{"n1", `odd"id\`, "ünï"} {
+		b, err := encodeControl(&controlMessage{Type: ctlNode, From: id, Node: &NodeInfo{ID: id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, nodeReportPrefix(id)) {
+			t.Errorf("report of %q = %s, prefix %s", id, b, nodeReportPrefix(id))
+		}
+		other, err := encodeControl(&controlMessage{Type: ctlNode, From: id + "x", Node: &NodeInfo{ID: id + "x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.HasPrefix(other, nodeReportPrefix(id)) {
+			t.Errorf("report of %q matches the prefix of %q", id+"x", id)
+		}
+	}
+}

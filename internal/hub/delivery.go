@@ -60,6 +60,10 @@ type Delivery struct {
 
 	encMu sync.Mutex // serialises the slow path of Encoded
 	enc   [MaxFormats]atomic.Pointer[encoded]
+	// first holds the first encoding asked for, so that the usual case,
+	// one format per delivery, allocates no cache entry. Written once
+	// under encMu before it is published through enc.
+	first encoded
 }
 
 type encoded struct{ v any }
@@ -100,7 +104,16 @@ func (d *Delivery) Encoded(f Format, enc func(*wire.Push) any) any {
 	if e := d.enc[f].Load(); e != nil {
 		return e.v
 	}
-	e := &encoded{v: enc(&d.push)}
+	e := &d.first
+	if e.v != nil {
+		e = new(encoded)
+	}
+	e.v = enc(&d.push)
+	if e.v == nil {
+		// A nil encoding would look like an unused first slot: keep it
+		// apart so the slot is never written twice.
+		e = &encoded{}
+	}
 	d.enc[f].Store(e)
 	return e.v
 }

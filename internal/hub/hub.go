@@ -37,7 +37,7 @@ type Hub struct {
 	loopDone chan struct{}
 
 	clientsMu sync.RWMutex
-	clients   map[string]*client
+	clients   clientTable
 	users     map[string]map[string]*client
 
 	seed   maphash.Seed
@@ -51,6 +51,8 @@ type Hub struct {
 
 	nodesMu sync.Mutex
 	nodes   map[string]*NodeInfo
+	// selfNodeReport is the prefix of this node's own reports.
+	selfNodeReport []byte
 
 	counters counters
 }
@@ -60,24 +62,35 @@ type shard struct {
 	channels map[string]*channel
 }
 
-// client is a registered Subscriber and its subscriptions.
+// client is a registered Subscriber and its subscriptions. An idle server
+// holds one per connection, so its fields are kept to 64 bytes.
 type client struct {
 	sub Subscriber
 	// info holds the client's id and user (fixed while it is registered)
 	// and describes it in presence and join/leave events; it is shared by
 	// every subscription without channel info of its own.
 	info *ClientInfo
+	// next chains the clients of one bucket of Hub.clients; guarded by
+	// Hub.clientsMu.
+	next *client
 
 	mu      sync.Mutex
-	subs    subscriptionSet // live and in-progress subscriptions by channel
 	removed bool
+	subs    subscriptionSet // live and in-progress subscriptions by channel
 }
 
-// subscriptionSet holds a client's subscriptions by channel name. Most
-// clients hold a handful, which a short slice stores in a fraction of a
-// map's memory; past subscriptionSetMapAt entries it switches to a map so
-// that clients with many channels keep constant-time lookups.
+// subscriptionSet holds a client's subscriptions by channel name in two
+// words. Most clients hold one subscription, which needs nothing more;
+// a few are a short slice, a fraction of a map's memory; past
+// subscriptionSetMapAt entries a map keeps lookups constant-time.
 type subscriptionSet struct {
+	one  *subscription // the only subscription; nil when more is in use
+	more *moreSubscriptions
+}
+
+// moreSubscriptions is a subscriptionSet of two or more subscriptions:
+// list up to subscriptionSetMapAt of them, byCh beyond.
+type moreSubscriptions struct {
 	list []*subscription
 	byCh map[string]*subscription
 }
@@ -85,10 +98,16 @@ type subscriptionSet struct {
 const subscriptionSetMapAt = 16
 
 func (ss *subscriptionSet) get(channel string) *subscription {
-	if ss.byCh != nil {
-		return ss.byCh[channel]
+	if ss.more == nil {
+		if ss.one != nil && ss.one.channel == channel {
+			return ss.one
+		}
+		return nil
 	}
-	for _, s := range ss.list {
+	if ss.more.byCh != nil {
+		return ss.more.byCh[channel]
+	}
+	for _, s := range ss.more.list {
 		if s.channel == channel {
 			return s
 		}
@@ -98,60 +117,101 @@ func (ss *subscriptionSet) get(channel string) *subscription {
 
 // add stores s; the caller has checked that its channel is not present.
 func (ss *subscriptionSet) add(s *subscription) {
-	if ss.byCh != nil {
-		ss.byCh[s.channel] = s
+	switch {
+	case ss.more == nil && ss.one == nil:
+		ss.one = s
+		return
+	case ss.more == nil:
+		ss.more = &moreSubscriptions{list: []*subscription{ss.one, s}}
+		ss.one = nil
 		return
 	}
-	if len(ss.list) < subscriptionSetMapAt {
-		ss.list = append(ss.list, s)
+	m := ss.more
+	if m.byCh != nil {
+		m.byCh[s.channel] = s
 		return
 	}
-	ss.byCh = make(map[string]*subscription, len(ss.list)+1)
-	for _, o := range ss.list {
-		ss.byCh[o.channel] = o
+	if len(m.list) < subscriptionSetMapAt {
+		m.list = append(m.list, s)
+		return
 	}
-	ss.byCh[s.channel] = s
-	ss.list = nil
+	m.byCh = make(map[string]*subscription, len(m.list)+1)
+	for _, o := range m.list {
+		m.byCh[o.channel] = o
+	}
+	m.byCh[s.channel] = s
+	m.list = nil
 }
 
 // remove deletes s if it is still the subscription of its channel.
 func (ss *subscriptionSet) remove(s *subscription) {
-	if ss.byCh != nil {
-		if ss.byCh[s.channel] == s {
-			delete(ss.byCh, s.channel)
+	if ss.more == nil {
+		if ss.one == s {
+			ss.one = nil
 		}
 		return
 	}
-	for i, o := range ss.list {
-		if o == s {
-			last := len(ss.list) - 1
-			ss.list[i] = ss.list[last]
-			ss.list[last] = nil
-			ss.list = ss.list[:last]
-			if last == 0 {
-				ss.list = nil // release the backing array of an idle client
-			}
-			return
+	m := ss.more
+	if m.byCh != nil {
+		if m.byCh[s.channel] == s {
+			delete(m.byCh, s.channel)
 		}
+	} else {
+		for i, o := range m.list {
+			if o == s {
+				last := len(m.list) - 1
+				m.list[i] = m.list[last]
+				m.list[last] = nil
+				m.list = m.list[:last]
+				break
+			}
+		}
+	}
+	// Back to one word when one subscription is left: an idle client
+	// keeps no slice or map.
+	switch ss.len() {
+	case 0:
+		ss.more = nil
+	case 1:
+		ss.more = nil
+		ss.one = m.only()
 	}
 }
 
-func (ss *subscriptionSet) len() int {
-	if ss.byCh != nil {
-		return len(ss.byCh)
+// only returns the one subscription of a set of one.
+func (m *moreSubscriptions) only() *subscription {
+	for _, s := range m.byCh {
+		return s
 	}
-	return len(ss.list)
+	return m.list[0]
+}
+
+func (ss *subscriptionSet) len() int {
+	switch {
+	case ss.more == nil && ss.one == nil:
+		return 0
+	case ss.more == nil:
+		return 1
+	case ss.more.byCh != nil:
+		return len(ss.more.byCh)
+	}
+	return len(ss.more.list)
 }
 
 // appendTo appends every subscription to dst.
 func (ss *subscriptionSet) appendTo(dst []*subscription) []*subscription {
-	if ss.byCh != nil {
-		for _, s := range ss.byCh {
+	switch {
+	case ss.more == nil && ss.one == nil:
+		return dst
+	case ss.more == nil:
+		return append(dst, ss.one)
+	case ss.more.byCh != nil:
+		for _, s := range ss.more.byCh {
 			dst = append(dst, s)
 		}
 		return dst
 	}
-	return append(dst, ss.list...)
+	return append(dst, ss.more.list...)
 }
 
 // lookup returns the client's subscription to name and the channel state
@@ -190,7 +250,7 @@ func New(cfg Config) (*Hub, error) {
 		cfg:       cfg,
 		nodeID:    cfg.NodeID,
 		started:   time.Now(),
-		clients:   make(map[string]*client),
+		clients:   newClientTable(),
 		users:     make(map[string]map[string]*client),
 		seed:      maphash.MakeSeed(),
 		cleanups:  make(chan cleanupTask, cleanupQueueSize),
@@ -199,6 +259,7 @@ func New(cfg Config) (*Hub, error) {
 		nodes:     make(map[string]*NodeInfo),
 		loopDone:  make(chan struct{}),
 	}
+	h.selfNodeReport = nodeReportPrefix(h.nodeID)
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -246,10 +307,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 	h.stopOnce.Do(func() {
 		h.clientsMu.RLock()
-		subs := make([]Subscriber, 0, len(h.clients))
-		for _, c := range h.clients {
-			subs = append(subs, c.sub)
-		}
+		subs := make([]Subscriber, 0, h.clients.len())
+		h.clients.each(func(c *client) { subs = append(subs, c.sub) })
 		h.clientsMu.RUnlock()
 		for _, s := range subs {
 			s.ServerDisconnect(wire.DisconnectShutdown, "server shutting down")
@@ -281,7 +340,7 @@ func (h *Hub) AddClient(sub Subscriber) error {
 	c := &client{sub: sub, info: clientInfo(sub)}
 	h.clientsMu.Lock()
 	defer h.clientsMu.Unlock()
-	if _, ok := h.clients[c.info.Client]; ok {
+	if h.clients.get(c.info.Client) != nil {
 		return fmt.Errorf("hub: add client %q: %w", c.info.Client, ErrClientExists)
 	}
 	if c.info.User != "" {
@@ -295,7 +354,7 @@ func (h *Hub) AddClient(sub Subscriber) error {
 		}
 		byID[c.info.Client] = c
 	}
-	h.clients[c.info.Client] = c
+	h.clients.add(c)
 	return nil
 }
 
@@ -306,12 +365,12 @@ func (h *Hub) AddClient(sub Subscriber) error {
 func (h *Hub) RemoveClient(ctx context.Context, sub Subscriber) {
 	id := sub.ClientID()
 	h.clientsMu.Lock()
-	c := h.clients[id]
+	c := h.clients.get(id)
 	if c == nil || c.sub != sub {
 		h.clientsMu.Unlock()
 		return
 	}
-	delete(h.clients, id)
+	h.clients.remove(c)
 	if c.info.User != "" {
 		if byID := h.users[c.info.User]; byID != nil {
 			delete(byID, id)
@@ -346,7 +405,7 @@ func clientInfo(sub Subscriber) *ClientInfo {
 
 func (h *Hub) lookupClient(sub Subscriber) *client {
 	h.clientsMu.RLock()
-	c := h.clients[sub.ClientID()]
+	c := h.clients.get(sub.ClientID())
 	h.clientsMu.RUnlock()
 	if c == nil || c.sub != sub {
 		return nil
@@ -360,7 +419,7 @@ func (h *Hub) userClients(user, clientID string) []*client {
 	h.clientsMu.RLock()
 	defer h.clientsMu.RUnlock()
 	if user == "" {
-		if c := h.clients[clientID]; c != nil {
+		if c := h.clients.get(clientID); c != nil {
 			return []*client{c}
 		}
 		return nil

@@ -812,3 +812,29 @@ func TestBrokerUnavailable(t *testing.T) {
 		t.Fatalf("broker errors %d", c.BrokerErrors)
 	}
 }
+
+func TestSubscribedAndNumSubscriptions(t *testing.T) {
+	f := newHub(t, hub.Config{}, nil)
+	s := f.client(t, "c1", "")
+	check := func(channel string, want bool, n int) {
+		t.Helper()
+		if got := f.h.Subscribed(s, channel); got != want {
+			t.Fatalf("Subscribed(%q) = %v, want %v", channel, got, want)
+		}
+		if got := f.h.NumSubscriptions(s); got != n {
+			t.Fatalf("NumSubscriptions = %d, want %d", got, n)
+		}
+	}
+	check("hist:a", false, 0)
+	f.subscribe(t, s, "hist:a", nil)
+	f.subscribe(t, s, "hist:b", nil)
+	check("hist:a", true, 2)
+	if err := f.h.Unsubscribe(context.Background(), s, "hist:a"); err != nil {
+		t.Fatal(err)
+	}
+	check("hist:a", false, 1)
+	check("hist:b", true, 1)
+	if stranger := newSub("c2", ""); f.h.Subscribed(stranger, "hist:b") || f.h.NumSubscriptions(stranger) != 0 {
+		t.Fatal("an unregistered subscriber has subscriptions")
+	}
+}

@@ -112,21 +112,29 @@ func (h *Hub) housekeep(ctx context.Context) {
 	now := time.Now()
 	var due []presenceRefresh
 	var unused []*channel
-	for _, ch := range h.channelsSnapshot() {
-		ch.mu.Lock()
-		if ch.state == chActive && ch.empty() {
-			unused = append(unused, ch)
-		}
-		if ch.opts.Presence && len(ch.live) > 0 && !now.Before(ch.nextRefresh) {
-			ttl := ch.opts.presenceTTL()
-			ch.nextRefresh = now.Add(ttl / 3)
-			for _, s := range ch.live {
-				if s.presence {
-					due = append(due, presenceRefresh{ch.name, s.cl.info.Client, s.info, ttl})
+	// Channels are visited under their shard's read lock (lock order:
+	// shard, then channel) rather than copied out first: with many
+	// channels this runs every second, and usually finds nothing to do.
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, ch := range sh.channels {
+			ch.mu.Lock()
+			if ch.state == chActive && ch.empty() {
+				unused = append(unused, ch)
+			}
+			if ch.opts.Presence && len(ch.live) > 0 && !now.Before(ch.nextRefresh) {
+				ttl := ch.opts.presenceTTL()
+				ch.nextRefresh = now.Add(ttl / 3)
+				for _, s := range ch.live {
+					if s.presence {
+						due = append(due, presenceRefresh{ch.name, s.cl.info.Client, s.info, ttl})
+					}
 				}
 			}
+			ch.mu.Unlock()
 		}
-		ch.mu.Unlock()
+		sh.mu.RUnlock()
 	}
 	for _, ch := range unused {
 		h.release(ctx, ch)
@@ -146,7 +154,7 @@ func (h *Hub) housekeep(ctx context.Context) {
 }
 
 func (h *Hub) publishNodeInfo(ctx context.Context) {
-	info := h.reportInfo()
+	info := h.reportInfo(h.othersKnown())
 	if err := h.control(ctx, &controlMessage{Type: ctlNode, Node: &info}); err != nil && ctx.Err() == nil {
 		h.cfg.Logger.Warn("publish node info failed", "error", err)
 	}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"container/heap"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -125,7 +126,7 @@ type NodeInfo struct {
 // LocalInfo returns this node's current stats.
 func (h *Hub) LocalInfo() NodeInfo {
 	h.clientsMu.RLock()
-	clients, users := len(h.clients), len(h.users)
+	clients, users := h.clients.len(), len(h.users)
 	h.clientsMu.RUnlock()
 	n := NodeInfo{
 		ID:            h.nodeID,
@@ -156,40 +157,99 @@ const (
 	MaxNodeInfoChannels     = 1500
 )
 
-// reportInfo is LocalInfo plus the bounded channel list, for publishing.
-func (h *Hub) reportInfo() NodeInfo {
-	n := h.LocalInfo()
+// reportInfo is LocalInfo plus, when other nodes are listening, the
+// bounded channel list, for publishing. A node that knows of no other node
+// leaves the list out: nobody would read it, and a node that joins hears
+// a full report at once (its own first report makes this one answer).
+func (h *Hub) reportInfo(withChannels bool) NodeInfo {
 	limit := h.cfg.NodeInfoChannels
-	if limit <= 0 {
-		return n
+	if limit <= 0 || !withChannels {
+		return h.LocalInfo()
 	}
-	chs := h.Channels()
-	if len(chs) > limit {
-		type entry struct {
-			name string
-			n    int
+	h.clientsMu.RLock()
+	clients, users := h.clients.len(), len(h.users)
+	h.clientsMu.RUnlock()
+	n := NodeInfo{
+		ID:            h.nodeID,
+		Name:          h.cfg.NodeName,
+		Version:       h.cfg.Version,
+		Clients:       clients,
+		Users:         users,
+		UptimeSeconds: int64(time.Since(h.started) / time.Second),
+		Updated:       time.Now(),
+	}
+	// One pass counts every channel and keeps the limit largest in a
+	// min-heap: O(channels x log limit), no map of every channel.
+	top := make(topChannels, 0, min(limit, 64))
+	for _, ch := range h.channelsSnapshot() {
+		ch.mu.Lock()
+		k := len(ch.live)
+		ch.mu.Unlock()
+		if k == 0 {
+			continue
 		}
-		all := make([]entry, 0, len(chs))
-		for name, k := range chs {
-			all = append(all, entry{name, k})
-		}
-		// Most subscribers first; names break ties so the choice is stable
-		// from one report to the next.
-		sort.Slice(all, func(a, b int) bool {
-			if all[a].n != all[b].n {
-				return all[a].n > all[b].n
-			}
-			return all[a].name < all[b].name
-		})
-		chs = make(map[string]int, limit)
-		for _, e := range all[:limit] {
-			chs[e.name] = e.n
+		n.Channels++
+		n.Subscriptions += k
+		e := channelCount{ch.name, k}
+		switch {
+		case len(top) < limit:
+			heap.Push(&top, e)
+		case top.less(top[0], e):
+			top[0] = e
+			heap.Fix(&top, 0)
 		}
 	}
-	if len(chs) > 0 {
-		n.TopChannels = chs
+	if len(top) > 0 {
+		n.TopChannels = make(map[string]int, len(top))
+		for _, e := range top {
+			n.TopChannels[e.name] = e.n
+		}
 	}
 	return n
+}
+
+// channelCount is a channel and its number of local subscribers.
+type channelCount struct {
+	name string
+	n    int
+}
+
+// topChannels is a min-heap of channel counts: the root is the channel
+// that leaves the list first. Most subscribers rank first; names break
+// ties so the choice is stable from one report to the next.
+type topChannels []channelCount
+
+// less reports whether a ranks below b.
+func (t topChannels) less(a, b channelCount) bool {
+	if a.n != b.n {
+		return a.n < b.n
+	}
+	return a.name > b.name
+}
+
+func (t topChannels) Len() int           { return len(t) }
+func (t topChannels) Less(i, j int) bool { return t.less(t[i], t[j]) }
+func (t topChannels) Swap(i, j int)      { t[i], t[j] = t[j], t[i] }
+func (t *topChannels) Push(x any)        { *t = append(*t, x.(channelCount)) }
+func (t *topChannels) Pop() any {
+	old := *t
+	e := old[len(old)-1]
+	*t = old[:len(old)-1]
+	return e
+}
+
+// othersKnown reports whether another node has reported itself within
+// the last three NodeInfoIntervals.
+func (h *Hub) othersKnown() bool {
+	cutoff := time.Now().Add(-3 * h.cfg.NodeInfoInterval)
+	h.nodesMu.Lock()
+	defer h.nodesMu.Unlock()
+	for id, n := range h.nodes {
+		if id != h.nodeID && !n.Updated.Before(cutoff) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClusterChannels returns the channels with subscribers anywhere in the

@@ -101,6 +101,12 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	if err := checkSubscribe(cl.info.User, channel, nsOpts, opts); err != nil {
 		return err
 	}
+	// Share the channel state's copy of the name when there is one, so
+	// that the caller's string (freshly decoded from a command) is not
+	// kept once per subscriber.
+	if ch := h.lookupChannel(channel); ch != nil {
+		channel = ch.name
+	}
 	s := &subscription{
 		cl:      cl,
 		channel: channel,
@@ -110,8 +116,7 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	if connInfo := sub.ConnInfo(); opts.ChanInfo != nil || !sameSlice(connInfo, cl.info.ConnInfo) {
 		s.info = &ClientInfo{Client: cl.info.Client, User: cl.info.User, ConnInfo: connInfo, ChanInfo: opts.ChanInfo}
 	}
-	j := &joiner{s: s, since: opts.Since, onResult: onResult, limit: h.cfg.RecoveryBufferSize, done: make(chan struct{})}
-	s.joiner = j
+	j := &joiner{s: s, since: opts.Since, onResult: onResult, limit: h.cfg.RecoveryBufferSize}
 	cl.mu.Lock()
 	switch {
 	case cl.removed:
@@ -160,14 +165,19 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 		j.setHistory(hist)
 		ch.tryComplete(h, j)
 	}
+	var done chan struct{}
+	if j.outcome == joinPending {
+		// Live delivery has not reached the position history reported:
+		// wait for the broker goroutine that completes the join.
+		j.done = make(chan struct{})
+		done = j.done
+	}
 	ch.mu.Unlock()
 
-	select {
-	case <-j.done:
-	default:
+	if done != nil {
 		timer := time.NewTimer(h.cfg.RecoveryWait)
 		select {
-		case <-j.done:
+		case <-done:
 		case <-timer.C:
 			h.counters.recoveryTimeouts.Add(1)
 			ch.mu.Lock()
@@ -222,6 +232,30 @@ func (h *Hub) abortJoin(ctx context.Context, ch *channel, j *joiner, err error) 
 	return err
 }
 
+// Subscribed reports whether sub holds a subscription to channel, live or
+// with its Subscribe in progress. Subscriptions the server removed are
+// gone by the time the matching Subscriber.ServerUnsubscribe is called.
+func (h *Hub) Subscribed(sub Subscriber, channel string) bool {
+	cl := h.lookupClient(sub)
+	if cl == nil {
+		return false
+	}
+	s, _ := cl.lookup(channel)
+	return s != nil
+}
+
+// NumSubscriptions returns how many subscriptions sub holds, counted as
+// Subscribed does.
+func (h *Hub) NumSubscriptions(sub Subscriber) int {
+	cl := h.lookupClient(sub)
+	if cl == nil {
+		return 0
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.subs.len()
+}
+
 // Unsubscribe removes sub's subscription to channel: no push of channel
 // reaches sub after it returns. The presence entry is removed and a leave
 // event published as the namespace configures. It returns ErrNotSubscribed
@@ -256,7 +290,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
 		return
 	}
 	ch.mu.Lock()
-	if j := s.joiner; j != nil {
+	if j := ch.pendingJoiner(s); j != nil {
 		ch.failJoiner(j, fmt.Errorf("hub: subscribe %q: %w", s.channel, ErrUnknownClient))
 		ch.mu.Unlock()
 		return // the Subscribe call cleans up after itself

@@ -29,6 +29,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,10 @@ type Broker struct {
 	channels map[string]*channelState
 
 	presMu   sync.Mutex
-	presence map[string]map[string]presenceEntry
+	presence map[string]*presenceSet
+
+	// purgeScratch is the janitor's reused list of channel states.
+	purgeScratch []namedState
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -104,9 +108,29 @@ type entry struct {
 	expires time.Time // zero: no expiry by age
 }
 
+// presenceEntry is one client's presence in a channel. A channel's
+// entries are map values, two words each: the shared description and the
+// expiry in unix nanoseconds (not a time.Time, three words).
 type presenceEntry struct {
 	info    *hub.ClientInfo
-	expires time.Time
+	expires int64
+}
+
+func (e presenceEntry) live(now time.Time) bool { return now.UnixNano() < e.expires }
+
+// presenceSet is one channel's presence entries by client id.
+type presenceSet struct {
+	entries map[string]presenceEntry
+	// nextExpiry is no later than the earliest expiry among entries
+	// (unix nanoseconds): until then the janitor has nothing to purge in
+	// this channel and does not scan it.
+	nextExpiry int64
+}
+
+// namedState is a channel state and its name, as the janitor lists them.
+type namedState struct {
+	name string
+	cs   *channelState
 }
 
 var (
@@ -128,7 +152,7 @@ func New(opts Options) *Broker {
 	b := &Broker{
 		opts:     opts,
 		channels: make(map[string]*channelState),
-		presence: make(map[string]map[string]presenceEntry),
+		presence: make(map[string]*presenceSet),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -300,6 +324,11 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 	if opts.HistorySize < 0 {
 		return hub.StreamPosition{}, fmt.Errorf("membroker: publish to %q: negative history size %d", channel, opts.HistorySize)
 	}
+	if opts.HistorySize == 0 && pub.Offset == 0 {
+		// Nothing to store and no offset to assign: the publication is
+		// delivered as it is, without a copy (neither side modifies it).
+		return b.deliver(channel, pub)
+	}
 	now := b.opts.Now()
 	p := *pub
 	p.Offset = 0
@@ -325,6 +354,25 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 		h.HandlePublication(channel, &p, pos)
 	}
 	return pos, nil
+}
+
+// deliver hands a publication kept in no history to the handler, in order
+// with the channel's other events. A channel nobody subscribed to has
+// nothing to deliver, so no state is created for it.
+func (b *Broker) deliver(channel string, pub *hub.Publication) (hub.StreamPosition, error) {
+	h := b.eventHandler()
+	if h == nil {
+		return hub.StreamPosition{}, nil
+	}
+	cs := b.lockChannel(channel, false)
+	if cs == nil {
+		return hub.StreamPosition{}, nil
+	}
+	defer cs.mu.Unlock()
+	if cs.subscribed {
+		h.HandlePublication(channel, pub, hub.StreamPosition{})
+	}
+	return hub.StreamPosition{}, nil
 }
 
 // PublishJoin implements hub.Broker.
@@ -440,15 +488,16 @@ func (b *Broker) AddPresence(_ context.Context, channel, clientID string, info *
 	if ttl <= 0 {
 		ttl = DefaultPresenceTTL
 	}
-	exp := b.opts.Now().Add(ttl)
+	exp := b.opts.Now().Add(ttl).UnixNano()
 	b.presMu.Lock()
 	defer b.presMu.Unlock()
-	m := b.presence[channel]
-	if m == nil {
-		m = make(map[string]presenceEntry)
-		b.presence[channel] = m
+	ps := b.presence[channel]
+	if ps == nil {
+		ps = &presenceSet{entries: make(map[string]presenceEntry), nextExpiry: exp}
+		b.presence[channel] = ps
 	}
-	m[clientID] = presenceEntry{info: info, expires: exp}
+	ps.entries[clientID] = presenceEntry{info: info, expires: exp}
+	ps.nextExpiry = min(ps.nextExpiry, exp)
 	return nil
 }
 
@@ -459,11 +508,19 @@ func (b *Broker) RemovePresence(_ context.Context, channel, clientID string) err
 	}
 	b.presMu.Lock()
 	defer b.presMu.Unlock()
-	if m := b.presence[channel]; m != nil {
-		delete(m, clientID)
-		if len(m) == 0 {
+	if ps := b.presence[channel]; ps != nil {
+		delete(ps.entries, clientID)
+		if len(ps.entries) == 0 {
 			delete(b.presence, channel)
 		}
+	}
+	return nil
+}
+
+// presenceEntries returns channel's entries (nil for none); presMu is held.
+func (b *Broker) presenceEntries(channel string) map[string]presenceEntry {
+	if ps := b.presence[channel]; ps != nil {
+		return ps.entries
 	}
 	return nil
 }
@@ -477,9 +534,10 @@ func (b *Broker) Presence(_ context.Context, channel string) (map[string]*hub.Cl
 	now := b.opts.Now()
 	b.presMu.Lock()
 	defer b.presMu.Unlock()
-	out := make(map[string]*hub.ClientInfo, len(b.presence[channel]))
-	for id, e := range b.presence[channel] {
-		if now.Before(e.expires) {
+	entries := b.presenceEntries(channel)
+	out := make(map[string]*hub.ClientInfo, len(entries))
+	for id, e := range entries {
+		if e.live(now) {
 			out[id] = e.info
 		}
 	}
@@ -496,8 +554,8 @@ func (b *Broker) PresenceStats(_ context.Context, channel string) (hub.PresenceS
 	defer b.presMu.Unlock()
 	var st hub.PresenceStats
 	users := make(map[string]struct{})
-	for _, e := range b.presence[channel] {
-		if !now.Before(e.expires) {
+	for _, e := range b.presenceEntries(channel) {
+		if !e.live(now) {
 			continue
 		}
 		st.NumClients++
@@ -528,21 +586,26 @@ func (b *Broker) janitor() {
 // with neither a stream nor a subscription.
 func (b *Broker) purge() {
 	now := b.opts.Now()
+	// The states are listed first, in a reused slice, so that no channel
+	// lock is taken under b.mu.
 	b.mu.RLock()
-	states := make(map[string]*channelState, len(b.channels))
+	states := b.purgeScratch[:0]
 	for name, cs := range b.channels {
-		states[name] = cs
+		states = append(states, namedState{name, cs})
 	}
 	b.mu.RUnlock()
 	var unused []string
-	for name, cs := range states {
+	for _, st := range states {
+		cs := st.cs
 		cs.mu.Lock()
 		cs.expire(now)
 		if !cs.hasStream && !cs.subscribed {
-			unused = append(unused, name)
+			unused = append(unused, st.name)
 		}
 		cs.mu.Unlock()
 	}
+	clear(states) // keep no states or names alive until the next purge
+	b.purgeScratch = states[:0]
 	if len(unused) > 0 {
 		b.mu.Lock()
 		for _, name := range unused {
@@ -560,14 +623,22 @@ func (b *Broker) purge() {
 		b.mu.Unlock()
 	}
 
+	nowNano := now.UnixNano()
 	b.presMu.Lock()
-	for channel, m := range b.presence {
-		for id, e := range m {
-			if !now.Before(e.expires) {
-				delete(m, id)
-			}
+	for channel, ps := range b.presence {
+		if nowNano < ps.nextExpiry {
+			continue // nothing expires yet (refreshed entries only move later)
 		}
-		if len(m) == 0 {
+		next := int64(math.MaxInt64)
+		for id, e := range ps.entries {
+			if !e.live(now) {
+				delete(ps.entries, id)
+				continue
+			}
+			next = min(next, e.expires)
+		}
+		ps.nextExpiry = next
+		if len(ps.entries) == 0 {
 			delete(b.presence, channel)
 		}
 	}

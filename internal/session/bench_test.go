@@ -1,6 +1,7 @@
 package session
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,61 @@ func BenchmarkPublishCommand(b *testing.B) {
 				s.HandleMessage(msg)
 			}
 		})
+	}
+}
+
+// encodingTransport encodes each delivery once per Delivery, as a real
+// transport does, and drops it.
+type encodingTransport struct{ discardTransport }
+
+// benchFrame is what encodingTransport shares between recipients.
+type benchFrame struct{ b []byte }
+
+func (*encodingTransport) SendDelivery(d *hub.Delivery) error {
+	_ = d.Encoded(testFormat, func(p *wire.Push) any {
+		return &benchFrame{b: wire.JSON.AppendPush(make([]byte, 0, 256), p)}
+	})
+	return nil
+}
+
+// BenchmarkPublishOneSubscriber measures what a pipelined client publish
+// costs end to end when publications spread over many channels with one
+// subscriber each (the many-channels workload): decode, checks, the hub's
+// publish, the fan-out to the one subscriber with its encoding, and the
+// reply. The namespace keeps neither history nor presence.
+func BenchmarkPublishOneSubscriber(b *testing.B) {
+	const channels = 1000
+	e := newEnv(b, func(c *Config) { c.Metrics = NopMetrics{} })
+	for i := range channels {
+		t := &encodingTransport{}
+		s, err := e.m.NewSession(t, wire.JSON)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t.s = s
+		s.HandleMessage([]byte(`{"id":1,"method":"connect"}`))
+		s.HandleMessage([]byte(`{"id":2,"method":"subscribe","params":{"channel":"bench:c` + strconv.Itoa(i) + `"}}`))
+	}
+	if got := len(e.hub.Channels()); got != channels {
+		b.Fatalf("%d channels with subscribers, want %d", got, channels)
+	}
+	p := discardSession(b, e)
+	p.HandleMessage([]byte(`{"id":1,"method":"connect"}`))
+	msgs := make([][]byte, channels)
+	for i := range msgs {
+		msgs[i] = []byte(`{"id":` + strconv.Itoa(i+2) + `,"method":"publish","params":{"channel":"bench:c` + strconv.Itoa(i) +
+			`","data":{"bch":1,"bseq":1234,"bts":1763750000000000000,"pad":"` + strings.Repeat("x", 40) + `"}}}`)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.HandleMessage(msgs[i])
+		if i++; i == channels {
+			i = 0
+		}
+	}
+	b.StopTimer()
+	if n := e.hub.Counters().Deliveries; n < uint64(b.N) {
+		b.Fatalf("%d deliveries for %d publications", n, b.N)
 	}
 }

@@ -64,7 +64,8 @@ type Config struct {
 	// at most 65534.
 	MaxBadCommands int
 	// HubTimeout bounds each hub call a command makes (broker round
-	// trips). Default 5 s.
+	// trips): a call is canceled between HubTimeout and 1.25 x HubTimeout
+	// after its command started. Default 5 s.
 	HubTimeout time.Duration
 
 	// Node and Version are reported in connect replies.

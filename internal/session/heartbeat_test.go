@@ -214,3 +214,68 @@ func TestWheel(t *testing.T) {
 		t.Fatalf("due at 30s: %d sessions, want none", len(got))
 	}
 }
+
+func TestWheelVisitsOnce(t *testing.T) {
+	start := time.Unix(1000, 0)
+	w := newWheel(time.Second, 10*time.Second, start)
+	a, b := &Session{}, &Session{}
+	w.schedule(a, start.Add(4*time.Second))
+	w.schedule(a, start.Add(4*time.Second)) // already there: no second entry
+	w.schedule(b, start.Add(4*time.Second))
+	w.unschedule(b)
+	w.schedule(b, start.Add(4*time.Second)) // a stale and a live entry in one slot
+	entries := 0
+	for _, slot := range w.slots {
+		entries += len(slot)
+	}
+	if entries != 3 {
+		t.Fatalf("wheel holds %d entries, want 3", entries)
+	}
+	got := w.due(start.Add(4*time.Second), nil)
+	if len(got) != 2 || got[0] != a || got[1] != b {
+		t.Fatalf("due at 4s: %v, want a and b once each", got)
+	}
+	if a.wheelSlot != 0 || b.wheelSlot != 0 {
+		t.Fatal("visited sessions still marked as scheduled")
+	}
+}
+
+// wheelEntries counts the entries of s in the Manager's wheel.
+func wheelEntries(m *Manager, s *Session) (n int) {
+	m.wheel.mu.Lock()
+	defer m.wheel.mu.Unlock()
+	for _, slot := range m.wheel.slots {
+		for _, e := range slot {
+			if e == s {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestConnectKeepsOneWheelEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *Config) {
+			c.ConnectTimeout = 10 * time.Second
+			c.PingInterval = 25 * time.Second
+		})
+		c := e.connected("")
+		if n := wheelEntries(e.m, c.s); n != 1 {
+			t.Fatalf("%d wheel entries after connect, want 1", n)
+		}
+		// The connect-timeout entry's visit finds the session connected and
+		// schedules its first ping; the session is pinged in time.
+		time.Sleep(26 * time.Second)
+		synctest.Wait()
+		if c.drainPushes() == 0 {
+			t.Fatal("no ping within the first interval")
+		}
+		if c.isClosed() {
+			t.Fatal("connected session closed")
+		}
+		if n := wheelEntries(e.m, c.s); n != 1 {
+			t.Fatalf("%d wheel entries after the first ping, want 1", n)
+		}
+	})
+}

@@ -145,6 +145,7 @@ func testNamespaces() hub.NamespaceMap {
 		"ro":      {AllowAnonymous: true, HistorySize: 10},
 		"user":    {UserLimited: true, AllowPublish: true, HistorySize: 10, AllowHistory: true},
 		"vip":     {RequireGrant: true, AllowPublish: true},
+		"bench":   {AllowPublish: true, AllowAnonymous: true},
 	}
 }
 

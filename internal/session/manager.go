@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/wire"
@@ -23,12 +25,20 @@ var ErrDraining = errors.New("session: node is draining")
 type Manager struct {
 	cfg   Config
 	wheel *wheel
-	// pingPush caches the encoded ping push per codec: identical for every
-	// session, so encoded once.
-	pingPush sync.Map // wire.Codec name -> []byte
+	// codecs numbers the distinct codecs of the sessions; each session
+	// keeps its codec's number.
+	codecs codecSet
 
 	ctx    context.Context // canceled by Close; parent of hub calls
 	cancel context.CancelFunc
+	// hubDeadline is the context commands bound their hub calls with,
+	// shared by every command that starts while it is current (see
+	// hubContext).
+	hubDeadlineMu sync.Mutex
+	hubDeadline   atomic.Pointer[sharedDeadline]
+	// lastTick is the unix nanoseconds of the sweeper's latest tick: a
+	// clock that costs an atomic load, for HandleMessage's activity stamp.
+	lastTick atomic.Int64
 
 	mu sync.Mutex
 	// sessions are the live sessions, in no order; each knows its index
@@ -43,7 +53,7 @@ type Manager struct {
 	// called from hub callbacks that hold a channel lock, and a transport
 	// may report the end of the connection synchronously from Close.
 	closeMu sync.Mutex
-	toClose []*Session
+	toClose []closeRequest
 	stopped bool // the sweeper has exited: close directly
 	wakeups chan struct{}
 
@@ -66,6 +76,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		wakeups: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	m.lastTick.Store(time.Now().UnixNano())
 	go m.sweep()
 	return m, nil
 }
@@ -81,13 +92,17 @@ func (m *Manager) Config() Config { return m.cfg }
 // the adapter then refuses the connection.
 func (m *Manager) NewSession(t Transport, codec wire.Codec) (*Session, error) {
 	info := t.Info()
+	codecID, err := m.codecs.id(codec)
+	if err != nil {
+		return nil, err
+	}
 	s := &Session{
 		m:         m,
 		t:         t,
-		codec:     codec,
-		id:        newClientID(),
+		codecID:   codecID,
 		dataValid: decodedDataValid(codec),
 	}
+	s.setNewID()
 	now := time.Now()
 	s.lastActivity.Store(now.UnixNano())
 	connectDeadline := now.Add(m.cfg.ConnectTimeout)
@@ -216,16 +231,26 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// requestClose hands s to the sweeper goroutine, which closes its
-// transport.
-func (m *Manager) requestClose(s *Session) {
+// closeRequest is a disconnect waiting for the sweeper to close the
+// session's transport with its code and reason.
+type closeRequest struct {
+	s      *Session
+	code   uint16
+	reason string
+}
+
+func (r closeRequest) run() { r.s.t.Close(r.code, r.reason) }
+
+// requestClose hands a disconnected session to the sweeper goroutine,
+// which closes its transport.
+func (m *Manager) requestClose(r closeRequest) {
 	m.closeMu.Lock()
 	if m.stopped {
 		m.closeMu.Unlock()
-		s.closeTransport()
+		r.run()
 		return
 	}
-	m.toClose = append(m.toClose, s)
+	m.toClose = append(m.toClose, r)
 	m.closeMu.Unlock()
 	select {
 	case m.wakeups <- struct{}{}:
@@ -243,8 +268,8 @@ func (m *Manager) runCloses(stop bool) {
 		m.stopped = true
 	}
 	m.closeMu.Unlock()
-	for _, s := range list {
-		s.closeTransport()
+	for _, r := range list {
+		r.run()
 	}
 }
 
@@ -263,6 +288,7 @@ func (m *Manager) sweep() {
 		case <-m.wakeups:
 			m.runCloses(false)
 		case now := <-ticker.C:
+			m.lastTick.Store(now.UnixNano())
 			due = m.wheel.due(now, due[:0])
 			for _, s := range due {
 				if next, ok := s.heartbeat(now); ok {
@@ -274,12 +300,96 @@ func (m *Manager) sweep() {
 	}
 }
 
-// encodedPing returns the ping push in codec's encoding.
-func (m *Manager) encodedPing(codec wire.Codec) []byte {
-	if b, ok := m.pingPush.Load(codec.Name()); ok {
-		return b.([]byte)
-	}
-	b := codec.AppendPush(nil, &wire.Push{Type: wire.PushPing})
-	m.pingPush.Store(codec.Name(), b)
-	return b
+// sharedDeadline is a context with a deadline that every command starting
+// before renewAt (unix nanoseconds) uses for its hub calls.
+type sharedDeadline struct {
+	ctx     context.Context
+	cancel  context.CancelFunc // runs by itself at the deadline, or when Close cancels the parent
+	renewAt int64
 }
+
+// hubContext returns a context that bounds a command's hub calls by
+// HubTimeout: its deadline lies between HubTimeout and 1.25 x HubTimeout
+// from now. One context serves every command that starts within a quarter
+// of HubTimeout, so a command costs an atomic load instead of a context,
+// a timer and a registration with the Manager's context (whose lock all
+// sessions would share). Each context ends by itself at its deadline, so
+// at most five are alive at a time.
+func (m *Manager) hubContext() context.Context {
+	now := time.Now().UnixNano()
+	if d := m.hubDeadline.Load(); d != nil && now < d.renewAt {
+		return d.ctx
+	}
+	m.hubDeadlineMu.Lock()
+	defer m.hubDeadlineMu.Unlock()
+	if d := m.hubDeadline.Load(); d != nil && now < d.renewAt {
+		return d.ctx
+	}
+	slack := m.cfg.HubTimeout / 4
+	d := &sharedDeadline{renewAt: now + int64(slack)}
+	d.ctx, d.cancel = context.WithDeadline(m.ctx, time.Unix(0, now).Add(m.cfg.HubTimeout+slack))
+	m.hubDeadline.Store(d)
+	return d.ctx
+}
+
+// encodedPing returns the ping push in the encoding of codec number id.
+func (m *Manager) encodedPing(id uint8) []byte { return m.codecs.get(id).ping }
+
+// maxCodecs bounds the distinct codecs of one Manager (a session stores
+// its codec's number in a byte).
+const maxCodecs = 256
+
+// codecSet numbers the distinct codecs of a Manager's sessions, so that a
+// session holds a one-byte number instead of an interface value (memory
+// per idle connection). Transports use one codec value per listener, so
+// the set stays tiny. Safe for concurrent use; lookups are one atomic
+// load.
+type codecSet struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]registeredCodec] // copy on write
+}
+
+// registeredCodec is a codec and its encoded ping push (identical for
+// every session, so encoded once).
+type registeredCodec struct {
+	codec wire.Codec
+	ping  []byte
+}
+
+// id returns codec's number, registering it on first use. Codecs are told
+// apart by ==, so their types must be comparable (the wire codecs are).
+func (cs *codecSet) id(codec wire.Codec) (uint8, error) {
+	if codec == nil {
+		return 0, errors.New("session: nil codec")
+	}
+	if !reflect.TypeOf(codec).Comparable() {
+		return 0, fmt.Errorf("session: codec type %T is not comparable", codec)
+	}
+	if list := cs.list.Load(); list != nil {
+		for i, rc := range *list {
+			if rc.codec == codec {
+				return uint8(i), nil
+			}
+		}
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var list []registeredCodec
+	if p := cs.list.Load(); p != nil {
+		list = *p
+	}
+	for i, rc := range list {
+		if rc.codec == codec {
+			return uint8(i), nil
+		}
+	}
+	if len(list) >= maxCodecs {
+		return 0, fmt.Errorf("session: more than %d distinct codecs", maxCodecs)
+	}
+	list = append(slices.Clip(list), registeredCodec{codec: codec, ping: codec.AppendPush(nil, &wire.Push{Type: wire.PushPing})})
+	cs.list.Store(&list)
+	return uint8(len(list) - 1), nil
+}
+
+// get returns codec number id.
+func (cs *codecSet) get(id uint8) *registeredCodec { return &(*cs.list.Load())[id] }

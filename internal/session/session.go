@@ -37,9 +37,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/hub"
@@ -53,7 +55,9 @@ type Hub interface {
 	ChannelOptions(channel string) (hub.ChannelOptions, error)
 	Subscribe(ctx context.Context, sub hub.Subscriber, channel string, opts hub.SubscribeOptions, onResult hub.SubscribeResultFunc) error
 	Unsubscribe(ctx context.Context, sub hub.Subscriber, channel string) error
-	Publish(ctx context.Context, channel string, data []byte, info *wire.ClientInfo) (wire.StreamPosition, error)
+	Subscribed(sub hub.Subscriber, channel string) bool
+	NumSubscriptions(sub hub.Subscriber) int
+	PublishResolved(ctx context.Context, channel string, opts hub.ChannelOptions, data []byte, info *wire.ClientInfo) (wire.StreamPosition, error)
 	Presence(ctx context.Context, channel string) (map[string]*wire.ClientInfo, error)
 	PresenceStats(ctx context.Context, channel string) (hub.PresenceStats, error)
 	History(ctx context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error)
@@ -84,26 +88,37 @@ const (
 // other hub.Subscriber methods may be called from any goroutine at any
 // time and never block.
 type Session struct {
-	m     *Manager
-	t     Transport
-	codec wire.Codec
-	id    string
+	m *Manager
+	t Transport
 
-	// info is set by connect before the session is registered with the
-	// hub and never changed afterwards (refresh requires the same user);
-	// nil before connect. It holds the user and the token's info claim.
-	info *wire.ClientInfo
+	// info describes the client to the hub (presence, join and leave
+	// events). info.Client is the id, whose bytes are idBuf; User (the
+	// token's subject) and ConnInfo (its info claim) are set by connect
+	// before the session is registered with the hub and never change
+	// afterwards (refresh requires the same user). Kept inline: an idle
+	// server holds one Session per connection, and one allocation for the
+	// session, its description and its id is the cheapest.
+	info wire.ClientInfo
+	// detached is a copy of info made for the first publish or send:
+	// publications may outlive the connection in history, and must not
+	// keep the session (and its transport) reachable. Used by the
+	// HandleMessage goroutine only.
+	detached *wire.ClientInfo
 
-	lastActivity atomic.Int64 // unix nanoseconds of the last message handled
+	lastActivity atomic.Int64 // unix nanoseconds of the last message handled (see HandleMessage)
 
-	// Fields are ordered to pack: an idle server holds one Session per
-	// connection.
+	// Fields are ordered to pack.
 	closed atomic.Bool // no more sends: closing or closed
-	mu     sync.Mutex
-	// wheelGen is guarded by the Manager's wheel lock.
-	wheelGen   uint32
-	state      state
-	registered bool // AddClient succeeded: HandleClose must remove the client
+	// wheelSlot is the heartbeat wheel slot holding the session's live
+	// entry, plus one; 0 when it has none. Guarded by the wheel's lock.
+	wheelSlot int32
+	mu        sync.Mutex
+	state     state
+	// registered: AddClient succeeded, so HandleClose must remove the
+	// client.
+	registered bool
+	// codecID numbers the connection's codec in the Manager (see codec).
+	codecID uint8
 	// dataValid: the codec's DecodeCommand only succeeds when publish and
 	// send data are one valid JSON value, so checkData need not scan it
 	// again. Set by NewSession, never changed.
@@ -117,46 +132,20 @@ type Session struct {
 	// once connected; expiresAt 0 means the token never expires.
 	deadline  int64
 	expiresAt int64
-	grants    []string
-	// subs are the channels subscribed or subscribing: a short slice, as
-	// most clients hold a few (MaxSubscriptions bounds it).
-	subs        []string
-	closeReason string
+	// grants are the channels the token grants; nil for none (most
+	// tokens), which keeps the field one word.
+	grants *[]string
+	// The client's subscriptions are the hub's record (Hub.Subscribed,
+	// Hub.NumSubscriptions): the session keeps no copy.
+	idBuf [2 * clientIDBytes]byte
 }
+
+// codec returns the connection's codec: it decodes commands and encodes
+// replies and per-session pushes.
+func (s *Session) codec() wire.Codec { return s.m.codecs.get(s.codecID).codec }
 
 // user returns the token's subject ("" when anonymous or before connect).
-func (s *Session) user() string {
-	if s.info == nil {
-		return ""
-	}
-	return s.info.User
-}
-
-// hasSubLocked reports whether channel is in s.subs; s.mu is held.
-func (s *Session) hasSubLocked(channel string) bool {
-	for _, c := range s.subs {
-		if c == channel {
-			return true
-		}
-	}
-	return false
-}
-
-// removeSubLocked removes channel from s.subs; s.mu is held.
-func (s *Session) removeSubLocked(channel string) {
-	for i, c := range s.subs {
-		if c == channel {
-			last := len(s.subs) - 1
-			s.subs[i] = s.subs[last]
-			s.subs[last] = ""
-			s.subs = s.subs[:last]
-			if last == 0 {
-				s.subs = nil
-			}
-			return
-		}
-	}
-}
+func (s *Session) user() string { return s.info.User }
 
 // unixNano converts a time to the session's representation: 0 for the
 // zero time (and 1 for the one instant whose Unix nanoseconds are 0).
@@ -170,34 +159,47 @@ func unixNano(t time.Time) int64 {
 	return 1
 }
 
-// newClientID returns a random 128-bit hex id.
-func newClientID() string {
-	var b [16]byte
+// clientIDBytes is the size of a client id's random value (128 bits),
+// written as twice as many hex digits.
+const clientIDBytes = 16
+
+// setNewID gives s a random id: hex digits in s.idBuf, which s.info.Client
+// points into, so the id costs no allocation of its own. Strings that may
+// outlive the session (a detached description) are copies.
+func (s *Session) setNewID() {
+	var b [clientIDBytes]byte
 	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(s.idBuf[:], b[:])
+	s.info.Client = unsafe.String(&s.idBuf[0], len(s.idBuf))
 }
 
 // ID returns the server-assigned client id.
-func (s *Session) ID() string { return s.id }
+func (s *Session) ID() string { return s.info.Client }
 
 // ClientID implements hub.Subscriber.
-func (s *Session) ClientID() string { return s.id }
+func (s *Session) ClientID() string { return s.info.Client }
 
 // UserID implements hub.Subscriber: the token's subject, "" when
 // anonymous.
-func (s *Session) UserID() string { return s.user() }
+func (s *Session) UserID() string { return s.info.User }
 
 // ConnInfo implements hub.Subscriber: the token's info claim.
-func (s *Session) ConnInfo() []byte {
-	if s.info == nil {
-		return nil
-	}
-	return s.info.ConnInfo
-}
+func (s *Session) ConnInfo() []byte { return s.info.ConnInfo }
 
 // ClientInfo implements hub.ClientInfoSource: the hub shares the
-// session's description (nil before connect).
-func (s *Session) ClientInfo() *wire.ClientInfo { return s.info }
+// session's description for presence and join/leave events, which end
+// with the connection's subscriptions.
+func (s *Session) ClientInfo() *wire.ClientInfo { return &s.info }
+
+// publisherInfo returns the description that goes with the client's
+// publications and direct messages: a copy with its own id string, made
+// once, so that history holding a publication does not hold the session.
+func (s *Session) publisherInfo() *wire.ClientInfo {
+	if s.detached == nil {
+		s.detached = &wire.ClientInfo{Client: strings.Clone(s.info.Client), User: s.info.User, ConnInfo: s.info.ConnInfo}
+	}
+	return s.detached
+}
 
 // Deliver implements hub.Subscriber: the delivery goes to the transport as
 // is; overflow disconnects the client as a slow consumer.
@@ -214,9 +216,6 @@ func (s *Session) Deliver(d *hub.Delivery) {
 
 // ServerUnsubscribe implements hub.Subscriber.
 func (s *Session) ServerUnsubscribe(channel string, code uint32, reason string, resubscribe bool) {
-	s.mu.Lock()
-	s.removeSubLocked(channel)
-	s.mu.Unlock()
 	s.sendPush(&wire.Push{Type: wire.PushUnsubscribe, Channel: channel,
 		Unsubscribe: &wire.UnsubscribePush{Code: code, Reason: reason, Resubscribe: resubscribe}})
 }
@@ -237,25 +236,16 @@ func (s *Session) Disconnect(d wire.Disconnect) {
 	}
 	s.state = stateClosing
 	s.closeCode = d.Code
-	s.closeReason = d.Reason
 	s.mu.Unlock()
 	// Refuse further replies and deliveries, then queue the push: apart
 	// from a delivery already on its way, it is the last message the
 	// client gets before the close.
 	s.closed.Store(true)
 	dp := d
-	if err := s.t.Send(s.codec.AppendPush(nil, &wire.Push{Type: wire.PushDisconnect, Disconnect: &dp})); err == nil {
+	if err := s.t.Send(s.codec().AppendPush(nil, &wire.Push{Type: wire.PushDisconnect, Disconnect: &dp})); err == nil {
 		s.m.cfg.Metrics.Sent(SentPush)
 	}
-	s.m.requestClose(s)
-}
-
-// closeTransport closes the connection with the recorded disconnect.
-func (s *Session) closeTransport() {
-	s.mu.Lock()
-	code, reason := s.closeCode, s.closeReason
-	s.mu.Unlock()
-	s.t.Close(code, reason)
+	s.m.requestClose(closeRequest{s: s, code: d.Code, reason: d.Reason})
 }
 
 func (s *Session) disconnect(code uint16, reason string) {
@@ -276,7 +266,7 @@ func (s *Session) sendPush(p *wire.Push) {
 	if s.closed.Load() {
 		return
 	}
-	if err := s.t.Send(s.codec.AppendPush(nil, p)); err != nil {
+	if err := s.t.Send(s.codec().AppendPush(nil, p)); err != nil {
 		s.sendFailed(err)
 		return
 	}
@@ -293,11 +283,43 @@ func (s *Session) sendReply(method wire.Method, r *wire.Reply) {
 	if s.closed.Load() {
 		return
 	}
-	if err := s.t.Send(s.codec.AppendReply(nil, r)); err != nil {
+	if err := s.t.Send(encodeReply(s.codec(), r)); err != nil {
 		s.sendFailed(err)
 		return
 	}
 	s.m.cfg.Metrics.Sent(SentReply)
+}
+
+// replyBufs are scratch buffers replies are encoded in before being copied
+// into one allocation of their exact size (appending to a nil slice would
+// reallocate it several times for even a short reply).
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledReplyBuf keeps the buffers of unusually large replies (long
+// history pages) out of the pool.
+const maxPooledReplyBuf = 64 << 10
+
+// encodeReply returns r in codec's encoding, in a slice of its own that the
+// transport may keep.
+func encodeReply(codec wire.Codec, r *wire.Reply) []byte {
+	bp := replyBufs.Get().(*[]byte)
+	var b []byte
+	switch c := codec.(type) {
+	case wire.JSONCodec:
+		// A direct call, which the compiler sees does not keep r: the
+		// caller's reply stays on its stack.
+		b = c.AppendReply((*bp)[:0], r)
+	default:
+		rc := *r // only this path lets the reply escape
+		b = codec.AppendReply((*bp)[:0], &rc)
+	}
+	out := make([]byte, len(b))
+	copy(out, b)
+	if cap(b) <= maxPooledReplyBuf {
+		*bp = b[:0]
+		replyBufs.Put(bp)
+	}
+	return out
 }
 
 func (s *Session) replyError(cmd *wire.Command, code uint32, msg string) {
@@ -324,7 +346,6 @@ func (s *Session) HandleClose(err error) {
 		code = wire.DisconnectNormal
 	}
 	s.state = stateClosed
-	s.subs = nil
 	s.mu.Unlock()
 	s.closed.Store(true)
 
@@ -341,11 +362,18 @@ func (s *Session) HandleClose(err error) {
 // command in the session's codec. data is not retained. Calls for one
 // session must not overlap.
 func (s *Session) HandleMessage(data []byte) {
-	s.lastActivity.Store(time.Now().UnixNano())
+	// Stamp the activity once per heartbeat tick at most: a stamp no
+	// older than the latest tick is within a tick of the truth, which is
+	// finer than any decision the sweeper makes with it (its silence
+	// limit is at least eight ticks), so a client that sends many
+	// commands pays for the clock once.
+	if s.lastActivity.Load() < s.m.lastTick.Load() {
+		s.lastActivity.Store(time.Now().UnixNano())
+	}
 	if s.closed.Load() {
 		return
 	}
-	cmd, err := s.codec.DecodeCommand(data)
+	cmd, err := s.codec().DecodeCommand(data)
 	if err != nil {
 		s.handleDecodeError(err)
 		return
@@ -389,9 +417,8 @@ func (s *Session) currentState() state {
 	return s.state
 }
 
-func (s *Session) hubCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.m.ctx, s.m.cfg.HubTimeout)
-}
+// hubCtx bounds a command's hub calls (see Manager.hubContext).
+func (s *Session) hubCtx() context.Context { return s.m.hubContext() }
 
 func (s *Session) handleCommand(cmd *wire.Command) {
 	st := s.currentState()
@@ -476,7 +503,7 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 
 	now := time.Now()
 	s.mu.Lock()
-	s.info = &wire.ClientInfo{Client: s.id, User: claims.Subject, ConnInfo: claims.Info}
+	s.info.User, s.info.ConnInfo = claims.Subject, claims.Info
 	s.mu.Unlock()
 
 	if err := s.m.cfg.Hub.AddClient(s); err != nil {
@@ -488,7 +515,7 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 			s.replyError(cmd, wire.ErrInternal, "server shutting down")
 			s.disconnect(wire.DisconnectShutdown, "server shutting down")
 		default:
-			s.m.cfg.Logger.Warn("session: register client", "client", s.id, "err", err)
+			s.m.cfg.Logger.Warn("session: register client", "client", s.info.Client, "err", err)
 			s.replyError(cmd, wire.ErrInternal, "internal error")
 			s.disconnect(wire.DisconnectServerError, "internal error")
 		}
@@ -508,7 +535,7 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 	}
 
 	res := &wire.ConnectResult{
-		Client:  s.id,
+		Client:  s.info.Client,
 		Version: s.m.cfg.Version,
 		Node:    s.m.cfg.Node,
 		Ping:    uint32(s.m.cfg.PingInterval / time.Second),
@@ -523,9 +550,10 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 		s.mu.Unlock()
 		return
 	}
+	connectDeadline := s.deadline
 	s.state = stateConnected
 	s.expiresAt = unixNano(claims.ExpiresAt)
-	s.grants = claims.Channels
+	s.grants = grantsOf(claims)
 	s.deadline = now.Add(half + rand.N(half+1)).UnixNano()
 	if s.expiresAt != 0 {
 		res.Expires = true
@@ -533,7 +561,15 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 	}
 	s.mu.Unlock()
 	s.sendReply(cmd.Method, &wire.Reply{ID: cmd.ID, Connect: res})
-	s.m.wheel.schedule(s, s.nextDue())
+	// The session still sits in the wheel for its connect deadline. When
+	// nothing is due before then (the first ping comes later unless the
+	// ping interval is shorter than the connect timeout, or the token
+	// expires sooner), that entry serves: its visit finds the session
+	// connected and schedules the next one. Otherwise a second entry
+	// would linger, stale, until its slot is swept.
+	if next := s.nextDue(); next.UnixNano() < connectDeadline {
+		s.m.wheel.schedule(s, next)
+	}
 }
 
 // nextDue is the next moment the heartbeat must look at a connected
@@ -616,7 +652,7 @@ func (s *Session) sendPing() {
 	if s.closed.Load() {
 		return
 	}
-	if err := s.t.Send(s.m.encodedPing(s.codec)); err != nil {
+	if err := s.t.Send(s.m.encodedPing(s.codecID)); err != nil {
 		s.sendFailed(err)
 		return
 	}
@@ -647,7 +683,7 @@ func (s *Session) handleRefresh(cmd *wire.Command) {
 	res := &wire.RefreshResult{}
 	s.mu.Lock()
 	s.expiresAt = unixNano(claims.ExpiresAt)
-	s.grants = claims.Channels
+	s.grants = grantsOf(claims)
 	if s.expiresAt != 0 {
 		res.Expires = true
 		res.TTL = ttlSeconds(claims.ExpiresAt, now)
@@ -657,11 +693,23 @@ func (s *Session) handleRefresh(cmd *wire.Command) {
 	s.m.wheel.schedule(s, s.nextDue())
 }
 
+// grantsOf returns the channels claims grant, nil for none.
+func grantsOf(claims auth.Claims) *[]string {
+	if len(claims.Channels) == 0 {
+		return nil
+	}
+	g := claims.Channels
+	return &g
+}
+
 // granted reports whether the token grants channel.
 func (s *Session) granted(channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, g := range s.grants {
+	if s.grants == nil {
+		return false
+	}
+	for _, g := range *s.grants {
 		if g == channel {
 			return true
 		}
@@ -669,10 +717,10 @@ func (s *Session) granted(channel string) bool {
 	return false
 }
 
+// isSubscribed reports whether the client holds a subscription to
+// channel.
 func (s *Session) isSubscribed(channel string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hasSubLocked(channel)
+	return s.m.cfg.Hub.Subscribed(s, channel)
 }
 
 func (s *Session) handleSubscribe(cmd *wire.Command) {
@@ -685,33 +733,26 @@ func (s *Session) handleSubscribe(cmd *wire.Command) {
 		s.replyError(cmd, wire.ErrBadRequest, "since needs an epoch")
 		return
 	}
-	s.mu.Lock()
-	if s.hasSubLocked(ch) {
-		s.mu.Unlock()
+	// Commands of one session are handled one at a time, so nothing else
+	// adds a subscription between these checks and Subscribe.
+	if s.isSubscribed(ch) {
 		s.replyError(cmd, wire.ErrAlreadySubscribed, "already subscribed")
 		return
 	}
-	if len(s.subs) >= s.m.cfg.MaxSubscriptions {
-		s.mu.Unlock()
+	if s.m.cfg.Hub.NumSubscriptions(s) >= s.m.cfg.MaxSubscriptions {
 		s.replyError(cmd, wire.ErrLimitExceeded, "too many subscriptions")
 		return
 	}
-	s.subs = append(s.subs, ch)
-	s.mu.Unlock()
 
 	opts := hub.SubscribeOptions{Since: cmd.Subscribe.Since, Granted: s.granted(ch)}
 	id, method := cmd.ID, cmd.Method
-	ctx, cancel := s.hubCtx()
-	defer cancel()
+	ctx := s.hubCtx()
 	// The hub calls onResult before any live push of the channel, possibly
 	// under the channel lock: it only encodes and queues.
 	err := s.m.cfg.Hub.Subscribe(ctx, s, ch, opts, func(res *wire.SubscribeResult) {
 		s.sendReply(method, &wire.Reply{ID: id, Subscribe: res})
 	})
 	if err != nil {
-		s.mu.Lock()
-		s.removeSubLocked(ch)
-		s.mu.Unlock()
 		s.hubFailed(cmd, err)
 	}
 }
@@ -720,7 +761,7 @@ func (s *Session) handleSubscribe(cmd *wire.Command) {
 func (s *Session) hubFailed(cmd *wire.Command, err error) {
 	we := hub.WireError(err)
 	if we.Code == wire.ErrInternal {
-		s.m.cfg.Logger.Warn("session: hub call failed", "method", cmd.Method.String(), "client", s.id, "err", err)
+		s.m.cfg.Logger.Warn("session: hub call failed", "method", cmd.Method.String(), "client", s.info.Client, "err", err)
 	}
 	s.sendReply(cmd.Method, &wire.Reply{ID: cmd.ID, Error: we})
 }
@@ -731,12 +772,8 @@ func (s *Session) handleUnsubscribe(cmd *wire.Command) {
 		s.replyError(cmd, wire.ErrNotSubscribed, "not subscribed")
 		return
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
+	ctx := s.hubCtx()
 	err := s.m.cfg.Hub.Unsubscribe(ctx, s, ch)
-	s.mu.Lock()
-	s.removeSubLocked(ch)
-	s.mu.Unlock()
 	if err != nil && !errors.Is(err, hub.ErrNotSubscribed) {
 		s.hubFailed(cmd, err)
 		return
@@ -811,9 +848,8 @@ func (s *Session) handlePublish(cmd *wire.Command) {
 	if !s.checkData(cmd, p.Data) {
 		return
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
-	pos, err := s.m.cfg.Hub.Publish(ctx, p.Channel, p.Data, s.info)
+	ctx := s.hubCtx()
+	pos, err := s.m.cfg.Hub.PublishResolved(ctx, p.Channel, opts, p.Data, s.publisherInfo())
 	if err != nil {
 		s.hubFailed(cmd, err)
 		return
@@ -838,8 +874,7 @@ func (s *Session) handlePresence(cmd *wire.Command) {
 	if !s.presenceAccess(cmd, ch) {
 		return
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
+	ctx := s.hubCtx()
 	p, err := s.m.cfg.Hub.Presence(ctx, ch)
 	if err != nil {
 		s.hubFailed(cmd, err)
@@ -856,8 +891,7 @@ func (s *Session) handlePresenceStats(cmd *wire.Command) {
 	if !s.presenceAccess(cmd, ch) {
 		return
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
+	ctx := s.hubCtx()
 	st, err := s.m.cfg.Hub.PresenceStats(ctx, ch)
 	if err != nil {
 		s.hubFailed(cmd, err)
@@ -881,8 +915,7 @@ func (s *Session) handleHistory(cmd *wire.Command) {
 	if limit < 0 || limit > s.m.cfg.HistoryMaxLimit {
 		limit = s.m.cfg.HistoryMaxLimit
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
+	ctx := s.hubCtx()
 	res, err := s.m.cfg.Hub.History(ctx, h.Channel, hub.HistoryOptions{Since: h.Since, Limit: limit, Reverse: h.Reverse})
 	if err != nil {
 		s.hubFailed(cmd, err)
@@ -941,9 +974,8 @@ func (s *Session) handleSend(cmd *wire.Command) {
 	if !s.checkData(cmd, p.Data) {
 		return
 	}
-	ctx, cancel := s.hubCtx()
-	defer cancel()
-	if err := s.m.cfg.Hub.SendToUser(ctx, p.User, p.Data, s.info); err != nil {
+	ctx := s.hubCtx()
+	if err := s.m.cfg.Hub.SendToUser(ctx, p.User, p.Data, s.publisherInfo()); err != nil {
 		s.hubFailed(cmd, err)
 		return
 	}

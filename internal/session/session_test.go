@@ -546,3 +546,35 @@ func TestDataNotJSONOverJSONCodec(t *testing.T) {
 		t.Fatalf("history after the invalid publish: %+v", r)
 	}
 }
+
+// sliceCodec is a codec whose type cannot be compared with ==.
+type sliceCodec struct {
+	wire.JSONCodec
+	_ []byte
+}
+
+func TestCodecNumbers(t *testing.T) {
+	var cs codecSet
+	a, err := cs.id(wire.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := cs.id(wire.Binary)
+	again, _ := cs.id(wire.JSONCodec{})
+	limited, _ := cs.id(wire.JSONCodec{MaxMessageSize: 1024})
+	if a == b || again != a || limited == a || limited == b {
+		t.Fatalf("ids json %d binary %d json again %d limited json %d", a, b, again, limited)
+	}
+	if got := cs.get(limited).codec; got != (wire.JSONCodec{MaxMessageSize: 1024}) {
+		t.Fatalf("codec %d is %#v", limited, got)
+	}
+	if p := string(cs.get(b).ping); p != string(wire.Binary.AppendPush(nil, &wire.Push{Type: wire.PushPing})) {
+		t.Fatalf("binary ping %q", p)
+	}
+	if _, err := cs.id(sliceCodec{}); err == nil {
+		t.Fatal("a codec of an incomparable type got a number")
+	}
+	if _, err := cs.id(nil); err == nil {
+		t.Fatal("a nil codec got a number")
+	}
+}

@@ -20,27 +20,23 @@ import (
 // second are spread over half a ping interval rather than pinged in one
 // instant.
 //
-// Rescheduling never searches a slot: it appends a new entry and bumps the
-// session's generation, and entries whose generation is stale are skipped
-// when their slot is swept.
+// Rescheduling never searches a slot: it appends the session to its new
+// slot and records that slot in the session (Session.wheelSlot); entries
+// in other slots are stale and skipped when their slot is swept. An entry
+// is one pointer.
 type wheel struct {
 	tick time.Duration
 
 	mu    sync.Mutex
-	slots [][]wheelEntry
+	slots [][]*Session
 	cur   int       // index of the next slot to sweep
 	base  time.Time // the moment slot cur becomes due
-	spare []wheelEntry
-}
-
-type wheelEntry struct {
-	s   *Session
-	gen uint32
+	spare []*Session
 }
 
 func newWheel(tick, horizon time.Duration, now time.Time) *wheel {
 	n := int(horizon/tick) + 2
-	return &wheel{tick: tick, slots: make([][]wheelEntry, n), base: now.Add(tick)}
+	return &wheel{tick: tick, slots: make([][]*Session, n), base: now.Add(tick)}
 }
 
 // schedule places s in the slot due at (or just after) at. A time in the
@@ -55,29 +51,37 @@ func (w *wheel) schedule(s *Session, at time.Time) {
 	if k > len(w.slots)-1 {
 		k = len(w.slots) - 1
 	}
-	s.wheelGen++
 	i := (w.cur + k) % len(w.slots)
-	w.slots[i] = append(w.slots[i], wheelEntry{s: s, gen: s.wheelGen})
+	if s.wheelSlot == int32(i)+1 {
+		return // already there
+	}
+	s.wheelSlot = int32(i) + 1
+	w.slots[i] = append(w.slots[i], s)
 }
 
 // unschedule drops s from the wheel (its entry becomes stale).
 func (w *wheel) unschedule(s *Session) {
 	w.mu.Lock()
-	s.wheelGen++
+	s.wheelSlot = 0
 	w.mu.Unlock()
 }
 
-// due removes and returns the live entries of every slot due at now,
-// appended to dst. The caller visits them without holding the wheel lock
+// due removes and returns the sessions of every slot due at now, appended
+// to dst, each once. The caller visits them without holding the wheel lock
 // and reschedules them.
 func (w *wheel) due(now time.Time, dst []*Session) []*Session {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for !w.base.After(now) {
 		slot := w.slots[w.cur]
-		for _, e := range slot {
-			if e.gen == e.s.wheelGen {
-				dst = append(dst, e.s)
+		live := int32(w.cur) + 1
+		for _, s := range slot {
+			// A session whose entry went stale and which was then
+			// scheduled into this slot again has two entries here:
+			// resetting wheelSlot makes the second one stale.
+			if s.wheelSlot == live {
+				s.wheelSlot = 0
+				dst = append(dst, s)
 			}
 		}
 		// Keep the larger backing array for reuse; drop the pointers so

@@ -79,6 +79,15 @@ func decodeJSONCommandFast(b []byte) (*Command, bool) {
 			return nil, false
 		}
 	}
+	if method == MethodPublish {
+		// The hot command: the command and its params in one allocation.
+		cp := &struct {
+			cmd Command
+			p   PublishParams
+		}{cmd: Command{ID: id, Method: method}, p: PublishParams{Channel: p.channel, Data: p.data()}}
+		cp.cmd.Publish = &cp.p
+		return &cp.cmd, true
+	}
 	cmd := &Command{ID: id, Method: method}
 	switch method {
 	case MethodConnect:
@@ -91,8 +100,6 @@ func decodeJSONCommandFast(b []byte) (*Command, bool) {
 		cmd.Presence = &ChannelParams{Channel: p.channel}
 	case MethodPresenceStats:
 		cmd.PresenceStats = &ChannelParams{Channel: p.channel}
-	case MethodPublish:
-		cmd.Publish = &PublishParams{Channel: p.channel, Data: p.data()}
 	case MethodHistory:
 		cmd.History = &HistoryParams{Channel: p.channel, Limit: p.limit, Since: p.since, Reverse: p.reverse}
 	case MethodRefresh:
@@ -271,14 +278,11 @@ type jscan struct {
 }
 
 func (s *jscan) ws() {
-	for s.pos < len(s.b) {
-		switch s.b[s.pos] {
-		case ' ', '\t', '\r', '\n':
-			s.pos++
-		default:
-			return
-		}
+	b, i := s.b, s.pos
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
 	}
+	s.pos = i
 }
 
 func (s *jscan) eat(c byte) bool {
@@ -334,18 +338,18 @@ func (s *jscan) plainString() ([]byte, bool) {
 	if !s.eat('"') {
 		return nil, false
 	}
-	start := s.pos
-	for s.pos < len(s.b) {
-		c := s.b[s.pos]
-		switch {
+	b, start := s.b, s.pos
+	for i := start; i < len(b); i++ {
+		switch c := b[i]; {
 		case c == '"':
-			s.pos++
-			return s.b[start : s.pos-1], true
+			s.pos = i + 1
+			return b[start:i], true
 		case c == '\\' || c < 0x20:
+			s.pos = i
 			return nil, false
 		}
-		s.pos++
 	}
+	s.pos = len(b)
 	return nil, false
 }
 
@@ -479,7 +483,17 @@ func (s *jscan) digits() bool {
 func (s *jscan) skipString() bool {
 	s.pos++ // opening quote
 	for s.pos < len(s.b) {
-		c := s.b[s.pos]
+		// Runs of plain bytes, the bulk of most strings, in a tight loop
+		// on locals.
+		b, i := s.b, s.pos
+		for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		s.pos = i
+		if i == len(b) {
+			return false
+		}
+		c := b[i]
 		switch {
 		case c == '"':
 			s.pos++
