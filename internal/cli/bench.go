@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/loadgen"
@@ -24,14 +27,25 @@ Modes:
   fanout  subscribe --conns connections to --channels channels (and a shared
           one with --shared), publish at --rate (or at each of --rate
           R1,R2,...), or ramp with --ramp FROM:TO:STEP, for --step each,
-          through the server API or --publish-via ws. A step passes with no
-          loss, duplicates or errors, the target rate reached and p99 within
+          through the server API or --publish-via ws (--publish-window
+          commands in flight per connection). A step passes with no loss,
+          duplicates or errors, the target rate reached and p99 within
           --max-p99; the ramp stops at the first step with loss, duplicates,
-          errors or a missed rate.
+          errors or a missed rate, and after --p99-stop consecutive steps
+          over --max-p99. Before the first step the server's CPU is sampled
+          for --baseline with nothing published (its idle CPU); each step
+          reports the server's CPU per delivery raw and marginal (less the
+          idle CPU), and the load generator's own CPU per delivery.
   echo    every connection publishes --size-byte messages to a channel of its
           own over its own connection and waits for each to come back
   idle    connect and subscribe, wait --duration, report the server's memory
           per connection (--server-pid, --metrics-url)
+
+With --procs N the connections are split over N processes (this one and
+N-1 copies of it started for the run, each dialing from its own slice of
+127.0.0.2-254); only this one publishes and it prints one merged report.
+By default a run takes as many processes as its connections need file
+descriptors.
 
 Examples:
   herald bench --url ws://127.0.0.1:8080/ws --api-key KEY --conns 5000 --ramp 20:200:20 --step 20s --plot run.svg
@@ -41,7 +55,18 @@ Examples:
 Flags:
 `
 
+// benchChildArg is the first argument of a process started by a run over
+// several processes (--procs); it is not a flag users give.
+const benchChildArg = "--bench-child-process"
+
 func bench(ctx context.Context, env Env, args []string) error {
+	if len(args) > 0 && args[0] == benchChildArg {
+		in := env.Stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		return loadgen.RunChild(ctx, in, env.Stdout)
+	}
 	fs := newFlagSet("bench", env.Stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), benchUsage)
@@ -72,7 +97,11 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`pid` of the server process, sampled for CPU and RSS")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus metrics `URL` of the server, for Go heap/stack/goroutines")
 	fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 `latency` above which a fanout step fails")
-	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "continue the ramp after a step with loss, duplicates, errors or a missed rate")
+	fs.IntVar(&cfg.P99Stop, "p99-stop", 2, "stop the ramp after this `many` consecutive steps over --max-p99")
+	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "run every rate step, whatever the earlier ones showed")
+	fs.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "sample the server's idle CPU for this `duration` before the first step (--server-pid; 0: skip)")
+	fs.IntVar(&cfg.PublishWindow, "publish-window", 16, "publish `commands` in flight per publishing connection (--publish-via ws)")
+	fs.IntVar(&cfg.Procs, "procs", 0, "split the connections over this `many` processes (0: as the file descriptor limit requires)")
 	fs.StringVar(&cfg.SnapshotURL, "snapshot-url", "", "idle mode: after the hold, fetch this `URL` (a heap profile, say) into --snapshot-file")
 	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "snapshot.out", "`file` for --snapshot-url")
 	fs.BoolVar(&jsonOut, "json", false, "print the result as JSON on standard output")
@@ -80,6 +109,25 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&plot, "plot", "", "write throughput and latency over time to this SVG `file`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if cfg.Baseline == 0 {
+		cfg.Baseline = -1 // flag 0 means none; the Config zero value means the default
+	}
+	if cfg.Procs < 0 {
+		return fmt.Errorf("%w: bench: --procs %d", errUsage, cfg.Procs)
+	}
+	// The progress lines and the other processes' error output share
+	// standard error.
+	stderr := &lockedWriter{w: env.Stderr}
+	cfg.ChildCommand = func() (*exec.Cmd, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(exe, "bench", benchChildArg)
+		cmd.Env = env.Environ
+		cmd.Stderr = stderr
+		return cmd, nil
 	}
 	cfg.Protocol = loadgen.Protocol(proto)
 	cfg.Mode = loadgen.Mode(mode)
@@ -92,7 +140,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	}
 	cfg.Rates = rates
 	if !quiet {
-		cfg.Progress = env.Stderr
+		cfg.Progress = stderr
 	}
 	res, runErr := loadgen.Run(ctx, cfg)
 	if res == nil {
@@ -125,6 +173,18 @@ func bench(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("bench: %w", runErr)
 	}
 	return nil
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // parseRates turns --rate N or --ramp FROM:TO:STEP into the step rates.
@@ -167,24 +227,37 @@ func parseRates(rate, ramp string) ([]int, error) {
 
 func printBench(env Env, res *loadgen.Result) {
 	w := env.Stdout
-	fmt.Fprintf(w, "%s %s (%s): %d/%d connected in %.1fs, %d connect errors, %d disconnects\n",
-		res.Mode, res.URL, res.Protocol, res.Connected, res.Conns, res.ConnectSeconds, res.ConnectErr, res.Disconnects)
+	fmt.Fprintf(w, "%s %s (%s): %d/%d connected in %.1fs (%d processes), %d connect errors, %d disconnects\n",
+		res.Mode, res.URL, res.Protocol, res.Connected, res.Conns, res.ConnectSeconds, res.Procs, res.ConnectErr, res.Disconnects)
 	if res.FirstConnectError != "" {
 		fmt.Fprintf(w, "first connect error: %s\n", res.FirstConnectError)
 	}
 	if len(res.Steps) > 0 {
-		fmt.Fprintf(w, "%10s %10s %12s %8s %6s %8s %8s %8s %8s %6s %s\n",
-			"rate", "pub/s", "deliv/s", "lost", "dups", "p50ms", "p99ms", "p99.9ms", "maxms", "cpu%", "ok")
+		if res.IdleCPU > 0 {
+			fmt.Fprintf(w, "server idle CPU (connections open, nothing published): %.1f%%\n", res.IdleCPU)
+		}
+		// Server CPU per delivery: raw (all its CPU) and marginal (less
+		// the idle CPU); the bench's own CPU per delivery.
+		fmt.Fprintf(w, "%8s %8s %10s %6s %6s %8s %8s %8s %8s %6s %8s %8s %6s %8s %s\n",
+			"rate", "pub/s", "deliv/s", "lost", "dups", "p50ms", "p99ms", "p99.9ms", "maxms",
+			"srv%", "srv-ns/d", "marg-ns", "bench%", "bench-ns", "ok")
 		for _, s := range res.Steps {
-			fmt.Fprintf(w, "%10d %10.0f %12.0f %8d %6d %8.2f %8.2f %8.2f %8.2f %6.0f %v\n",
+			fmt.Fprintf(w, "%8d %8.0f %10.0f %6d %6d %8.2f %8.2f %8.2f %8.2f %6.0f %8.0f %8.0f %6.0f %8.0f %v\n",
 				s.TargetRate, s.PublishRate, s.DeliveriesPerSec, s.Lost, s.Duplicates,
-				s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.ServerCPU, s.OK)
+				s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max,
+				s.ServerCPU, s.CPUPerDelivery, s.MarginalCPUPerDelivery, s.ClientCPU, s.ClientCPUPerDelivery, s.OK)
 		}
 		if res.Best >= 0 {
 			fmt.Fprintf(w, "best passing step: %.0f deliveries/s at rate %d\n",
 				res.Steps[res.Best].DeliveriesPerSec, res.Steps[res.Best].TargetRate)
 		} else {
 			fmt.Fprintln(w, "no step passed (loss, duplicates, errors, missed rate, or p99 above --max-p99)")
+		}
+		if res.FirstFailed >= 0 {
+			fmt.Fprintf(w, "first failing step: rate %d\n", res.Steps[res.FirstFailed].TargetRate)
+		}
+		if res.Stopped != "" {
+			fmt.Fprintf(w, "ramp stopped: %s\n", res.Stopped)
 		}
 	}
 	if e := res.Echo; e != nil {

@@ -16,11 +16,27 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/loadgen"
 	"github.com/heraldhq/herald/internal/server"
+	"github.com/heraldhq/herald/internal/testcert"
 )
+
+// A run over several processes starts copies of the running executable
+// with benchChildArg; in this package's tests that executable is the test
+// binary, which then acts as the child instead of running tests.
+func init() {
+	if len(os.Args) >= 3 && os.Args[1] == "bench" && os.Args[2] == benchChildArg {
+		os.Exit(Run(context.Background(), nil, Env{Args: os.Args[1:], Environ: os.Environ(),
+			Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin}))
+	}
+}
 
 // startBenchServer runs an in-process herald with the bench namespace and
 // the TCP transport.
 func startBenchServer(t *testing.T) *server.Server {
+	t.Helper()
+	return startBenchServerWith(t, func(*config.Config) {})
+}
+
+func startBenchServerWith(t *testing.T, edit func(*config.Config)) *server.Server {
 	t.Helper()
 	c := config.Default()
 	c.Listen = "127.0.0.1:0"
@@ -29,6 +45,7 @@ func startBenchServer(t *testing.T) *server.Server {
 	c.DrainTimeout = 0
 	c.ShutdownTimeout = 5 * time.Second
 	c.Namespaces = []config.Namespace{{Name: "bench", AllowPublish: true, AllowAnonymous: true}}
+	edit(c)
 	s, err := server.New(server.Options{Config: c, Version: "test", Logger: slog.New(slog.DiscardHandler), Out: &bytes.Buffer{}})
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +178,119 @@ func TestBenchOverTCPTransport(t *testing.T) {
 	code, res, out = runBench(t, "--url", "tcp://"+s.TCPAddr(), "--mode", "echo", "--conns", "3", "--duration", "300ms", "--json")
 	if code != 0 || res.Echo.RoundTrips == 0 || res.Echo.Errors != 0 {
 		t.Fatalf("echo over TCP: exit %d: %+v %s", code, res.Echo, out)
+	}
+}
+
+func TestBenchProcsSplitsConnections(t *testing.T) {
+	s := startBenchServer(t)
+	code, res, out := runBench(t, "--url", "ws://"+s.Addr()+"/ws", "--api-key", s.APIKey(), "--procs", "2",
+		"--conns", "20", "--channels", "2", "--rate", "40,80", "--step", "1s", "--baseline", "200ms", "--json",
+		"--server-pid", strconv.Itoa(os.Getpid()), "--max-p99", "1m")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if res.Procs != 2 || res.Connected != 20 || res.ConnectErr != 0 || len(res.Steps) != 2 {
+		t.Fatalf("procs %d, connected %d, errors %d (%s), steps %d", res.Procs, res.Connected, res.ConnectErr,
+			res.FirstConnectError, len(res.Steps))
+	}
+	for _, st := range res.Steps {
+		// Both processes' subscribers are counted: every publication
+		// reaches the 10 subscribers of its channel.
+		if st.Published == 0 || st.Expected != 10*st.Published || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 {
+			t.Fatalf("step %+v", st)
+		}
+		// Both processes' latencies are merged.
+		if st.Latency.Count != st.Delivered || !st.OK {
+			t.Fatalf("latencies %d of %d deliveries: %+v", st.Latency.Count, st.Delivered, st)
+		}
+	}
+	if res.Disconnects != 0 || len(res.Series) == 0 {
+		t.Fatalf("disconnects %d, %d points", res.Disconnects, len(res.Series))
+	}
+	if n := benchChildren(t); n != 0 {
+		t.Fatalf("%d bench processes left after the run", n)
+	}
+}
+
+func TestBenchProcsEndWithTheRun(t *testing.T) {
+	s := startBenchServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- Run(ctx, nil, Env{Args: []string{"bench", "--url", "ws://" + s.Addr() + "/ws", "--api-key", s.APIKey(),
+			"--procs", "3", "--conns", "6", "--rate", "10", "--step", "1m", "--quiet", "--json"}, Stdout: &stdout, Stderr: &stderr})
+	}()
+	// Interrupt the run once its other processes are running.
+	deadline := time.Now().Add(20 * time.Second)
+	for benchChildren(t) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bench processes did not start: %s", stderr.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run ended early with %d: %s", code, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the interrupted run did not end")
+	}
+	if n := benchChildren(t); n != 0 {
+		t.Fatalf("%d bench processes outlived the interrupted run", n)
+	}
+}
+
+// benchChildren counts this process's children started as bench
+// processes (including any not reaped yet).
+func benchChildren(t *testing.T) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	n := 0
+	me := strconv.Itoa(os.Getpid())
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		cmdline, err1 := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		stat, err2 := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err1 != nil || err2 != nil || !bytes.Contains(cmdline, []byte(benchChildArg)) {
+			continue
+		}
+		// Field 4 of stat, after the parenthesised command name, is the
+		// parent's pid.
+		i := bytes.LastIndexByte(stat, ')')
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 1 && f[1] == me {
+			n++
+		}
+	}
+	return n
+}
+
+// TLS connections take the poller's portable path (a reading goroutine
+// each); the accounting is the same.
+func TestBenchOverTLS(t *testing.T) {
+	certFile, keyFile := testcert.New(t, "127.0.0.1").Files(t)
+	s := startBenchServerWith(t, func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+	})
+	for _, target := range []string{"wss://" + s.Addr() + "/ws", "tcps://" + s.TCPAddr()} {
+		code, res, out := runBench(t, "--url", target, "--publish-url", "https://"+s.Addr()+"/api/publish",
+			"--api-key", s.APIKey(), "--insecure-tls", "--conns", "6", "--rate", "50", "--step", "500ms", "--json", "--max-p99", "1m")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", target, code, out)
+		}
+		st := res.Steps[0]
+		if res.Connected != 6 || st.Published == 0 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 {
+			t.Fatalf("%s: connected %d, step %+v", target, res.Connected, st)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -59,29 +60,70 @@ type parsed struct {
 
 // parseFrame finds the payload fields in a received frame (a herald push
 // or a raw publication). ok is false for frames that carry no payload:
-// replies, pings.
+// replies, pings. The fields are found where payload writes them, one
+// after the other, with one search for the first; a frame laid out
+// differently (a server that reorders JSON keys) falls back to searching
+// each key. Nothing is allocated.
 func parseFrame(b []byte) (p parsed, ok bool) {
-	ch, ok1 := intAfter(b, `"bch":`)
-	seq, ok2 := intAfter(b, `"bseq":`)
-	ts, ok3 := intAfter(b, `"bts":`)
-	if !ok1 || !ok2 || !ok3 || ch < 0 || seq <= 0 {
+	i := bytes.Index(b, keyCh)
+	if i < 0 {
 		return p, false
 	}
-	return parsed{ch: int(ch), seq: uint64(seq), sent: ts}, true
+	rest := b[i+len(keyCh):]
+	ch, n := digits(rest)
+	if n > 0 && bytes.HasPrefix(rest[n:], keySeqAfter) {
+		rest = rest[n+len(keySeqAfter):]
+		seq, m := digits(rest)
+		if m > 0 && bytes.HasPrefix(rest[m:], keyTSAfter) {
+			ts, k := digits(rest[m+len(keyTSAfter):])
+			if k > 0 {
+				return checked(ch, seq, ts)
+			}
+		}
+	}
+	ch, ok1 := intAfter(b, keyCh)
+	seq, ok2 := intAfter(b, keySeq)
+	ts, ok3 := intAfter(b, keyTS)
+	if !ok1 || !ok2 || !ok3 {
+		return p, false
+	}
+	return checked(ch, seq, ts)
 }
 
-func intAfter(b []byte, key string) (int64, bool) {
-	i := bytes.Index(b, []byte(key))
+var (
+	keyCh       = []byte(`"bch":`)
+	keySeq      = []byte(`"bseq":`)
+	keyTS       = []byte(`"bts":`)
+	keySeqAfter = []byte(`,"bseq":`)
+	keyTSAfter  = []byte(`,"bts":`)
+)
+
+func checked(ch, seq, ts uint64) (parsed, bool) {
+	if ch > math.MaxInt32 || seq == 0 || ts > math.MaxInt64 {
+		return parsed{}, false
+	}
+	return parsed{ch: int(ch), seq: seq, sent: int64(ts)}, true
+}
+
+// digits parses the decimal number b starts with (at most 19 digits, so
+// it cannot overflow a uint64) and returns it with the count of digits
+// read.
+func digits(b []byte) (uint64, int) {
+	var v uint64
+	n := 0
+	for n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + uint64(b[n]-'0')
+		n++
+	}
+	return v, n
+}
+
+func intAfter(b []byte, key []byte) (uint64, bool) {
+	i := bytes.Index(b, key)
 	if i < 0 {
 		return 0, false
 	}
-	b = b[i+len(key):]
-	var v int64
-	n := 0
-	for n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9' {
-		v = v*10 + int64(b[n]-'0')
-		n++
-	}
+	v, n := digits(b[i+len(key):])
 	return v, n > 0
 }
 
@@ -129,9 +171,10 @@ func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) 
 	return d, nil
 }
 
-// conn is one client connection. Its reader goroutine is the only one
-// that reads; writes come from that goroutine (echo) or from publishers
-// sharing it (publish through a connection), which ws.Conn allows.
+// conn is one client connection. Until it is handed to the poller (a
+// subscriber) one goroutine at a time reads it: the one that connects and
+// subscribes, then an echo loop or a publisher's reply reader; writes
+// come from that goroutine or from a publishing worker.
 type conn struct {
 	idx   int
 	c     msgConn
@@ -237,7 +280,9 @@ func (cn *conn) subscribe(ctx context.Context, channel string) error {
 }
 
 // publishFrame builds the frame that publishes data to channel over a
-// client connection. id is the herald command id (ignored by raw).
+// client connection. id is the command id: herald's (required), or for
+// the raw protocol an optional one (0: none) the server answers with
+// {"id":N} once the publication was handed to the subscribers.
 func publishFrame(dst []byte, proto Protocol, id uint32, channel string, data []byte) []byte {
 	q, _ := json.Marshal(channel)
 	if proto == ProtocolHerald {
@@ -251,6 +296,10 @@ func publishFrame(dst []byte, proto Protocol, id uint32, channel string, data []
 	}
 	dst = append(dst, `{"pub":`...)
 	dst = append(dst, q...)
+	if id != 0 {
+		dst = append(dst, `,"id":`...)
+		dst = strconv.AppendUint(dst, uint64(id), 10)
+	}
 	dst = append(dst, `,"data":`...)
 	dst = append(dst, data...)
 	return append(dst, '}')

@@ -15,14 +15,24 @@
 // distinct deliveries. Latency is receive time minus send time on the same
 // host clock, recorded in HDR histograms (1 µs to 60 s, 3 digits).
 //
+// Subscribed connections are event driven (see recv.go): herald's poller
+// delivers what they receive, parsed in place without allocating, so the
+// generator's own CPU per delivery, which every step reports, stays low.
+// A run may spread its connections over several processes (Config.Procs,
+// RunChild); only the first publishes and it merges the others' counts
+// and histograms.
+//
 // Modes:
 //   - fanout: connections subscribe to Channels channels (connection i to
 //     channel i mod Channels, and to one shared channel with Shared); the
+//     server's idle CPU is sampled with nothing published, then the
 //     publishers send Rates[k] publications per second for Step each,
 //     round-robin over the channels, through the server API or through
-//     client connections. After each step publishing pauses until every
-//     expected delivery arrived (or deliveries stop), so each step's loss is
-//     exact.
+//     client connections (PublishWindow commands in flight on each).
+//     After each step publishing pauses until every expected delivery
+//     arrived (or deliveries stop), so each step's loss is exact. The ramp
+//     stops at the first saturated step or after P99Stop consecutive steps
+//     over MaxP99.
 //   - echo: every connection subscribes to a channel of its own and
 //     publishes to it over its own connection, one message in flight: the
 //     round trip is publish, fan-out to one subscriber, delivery back.
@@ -30,7 +40,8 @@
 //     stacks and goroutines are sampled before and after and divided by the
 //     number of connections.
 //
-// Run is not safe to call concurrently with itself on the same Config.
+// Run may be called concurrently; each call owns its connections and, with
+// several processes, its child processes.
 package loadgen
 
 import (
@@ -40,6 +51,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +113,15 @@ type Config struct {
 	// Duration of an echo run, and how long an idle run holds its
 	// connections before sampling. Default 10 s.
 	Duration time.Duration
+	// Procs is the number of processes holding the connections (fanout
+	// and idle): this one and Procs-1 started with ChildCommand, each with
+	// its share of Conns; only this one publishes. Zero: one, or as many
+	// as the file descriptor limit requires when ChildCommand is set.
+	Procs int
+	// ChildCommand returns the command that starts one more process of a
+	// run (one whose body is RunChild), not yet started. Its standard
+	// input and output are the run's; a nil Stderr becomes os.Stderr.
+	ChildCommand func() (*exec.Cmd, error) `json:"-"`
 	// ConnectConcurrency bounds dials in progress. Default 64.
 	ConnectConcurrency int
 	// NoSpread disables spreading loopback connections over the source
@@ -116,17 +137,27 @@ type Config struct {
 	MetricsURL string
 	// MaxP99 is the p99 above which a fanout step fails. Default 100 ms.
 	MaxP99 time.Duration
-	// KeepGoing continues the ramp after a saturated step (see
-	// Step.Saturated). By default the ramp stops there; a step that only
-	// failed MaxP99 does not stop it.
+	// P99Stop is how many consecutive steps over MaxP99 (and otherwise
+	// clean) stop the ramp. Default 2.
+	P99Stop int
+	// KeepGoing runs every rate step. By default the ramp stops at the
+	// first saturated step (see Step.Saturated) and after P99Stop
+	// consecutive steps over MaxP99.
 	KeepGoing bool
+	// Baseline is how long the server's CPU is sampled with every
+	// connection open and nothing published, before the first fanout
+	// step (with ServerPID). Default 3 s; negative: none.
+	Baseline time.Duration
+	// PublishWindow is how many publish commands may be in flight on each
+	// publishing connection (PublishVia "ws"). Default 16.
+	PublishWindow int
 	// SnapshotURL, in idle mode, is fetched once the connections have been
 	// held for Duration (before the server is sampled) and its body saved
 	// to SnapshotFile: for example a heap profile from a pprof endpoint.
 	SnapshotURL  string
 	SnapshotFile string
 	// Progress receives one status line per second. Nil: none.
-	Progress io.Writer
+	Progress io.Writer `json:"-"`
 }
 
 func (c *Config) defaults() error {
@@ -188,6 +219,15 @@ func (c *Config) defaults() error {
 	if c.MaxP99 <= 0 {
 		c.MaxP99 = 100 * time.Millisecond
 	}
+	if c.P99Stop <= 0 {
+		c.P99Stop = 2
+	}
+	if c.Baseline == 0 {
+		c.Baseline = 3 * time.Second
+	}
+	if c.PublishWindow <= 0 {
+		c.PublishWindow = 16
+	}
 	if c.PublishURL == "" {
 		u, err := url.Parse(c.URL)
 		if err != nil {
@@ -228,9 +268,20 @@ type Result struct {
 	Steps []Step `json:"steps,omitempty"`
 	// Best is the index in Steps of the step with the most deliveries per
 	// second among those that passed (-1: none passed).
-	Best int         `json:"best_step"`
-	Echo *EchoResult `json:"echo,omitempty"`
-	Idle *IdleResult `json:"idle,omitempty"`
+	Best int `json:"best_step"`
+	// FirstFailed is the index in Steps of the first step that did not
+	// pass (-1: none failed).
+	FirstFailed int `json:"first_failed_step"`
+	// Stopped says why the ramp ended before its last rate, if it did.
+	Stopped string `json:"stopped,omitempty"`
+	// IdleCPU is the server's CPU use (percent of one core) with every
+	// connection open and nothing published, sampled for Config.Baseline
+	// before the first fanout step.
+	IdleCPU float64     `json:"server_idle_cpu_percent"`
+	Echo    *EchoResult `json:"echo,omitempty"`
+	Idle    *IdleResult `json:"idle,omitempty"`
+	// Procs is the number of processes that held the connections.
+	Procs int `json:"procs"`
 	// Series has one point per second of the run.
 	Series []Point `json:"series"`
 }
@@ -249,9 +300,20 @@ type Step struct {
 	Latency          Latency `json:"latency"`
 	ServerCPU        float64 `json:"server_cpu_percent"`
 	ServerRSS        int64   `json:"server_rss_bytes"`
-	// CPUPerDelivery is server CPU time per delivery in nanoseconds.
+	// CPUPerDelivery is server CPU time per delivery in nanoseconds: all
+	// the CPU the server used during the step, divided by the deliveries.
 	CPUPerDelivery float64 `json:"server_cpu_ns_per_delivery"`
-	OK             bool    `json:"ok"`
+	// MarginalCPUPerDelivery leaves out what the server spends anyway
+	// holding the connections: (step CPU - Result.IdleCPU over the same
+	// time) / deliveries, in nanoseconds.
+	MarginalCPUPerDelivery float64 `json:"server_marginal_cpu_ns_per_delivery"`
+	// ClientCPU is the load generator's own CPU use during the step (all
+	// its processes, 100 per busy core), and ClientCPUPerDelivery its CPU
+	// time per delivery in nanoseconds: when the generator shares the
+	// server's cores, this is what measuring costs.
+	ClientCPU            float64 `json:"client_cpu_percent"`
+	ClientCPUPerDelivery float64 `json:"client_cpu_ns_per_delivery"`
+	OK                   bool    `json:"ok"`
 }
 
 // EchoResult is the outcome of an echo run.
@@ -289,18 +351,32 @@ type Point struct {
 
 // run is the state of one Run.
 type run struct {
-	cfg      Config
-	dialer   *dialer
-	names    []string // channel index -> name
-	subs     []int64  // channel index -> subscribers among our connections
-	seqs     []atomic.Uint64
-	lat      *latencyRecorder
-	conns    []*conn
-	counters []subCounters // per connection
-	expected atomic.Int64
-	discon   atomic.Int64
-	readers  sync.WaitGroup
-	start    time.Time
+	cfg Config
+	// lo and hi bound the indexes of the connections this process holds.
+	lo, hi int
+	// children are the other processes of the run, in the order started;
+	// readyKids points to it once every one is ready for requests (the
+	// goroutines that query them read it).
+	children  []*childProc
+	readyKids atomic.Pointer[[]*childProc]
+	dialer    *dialer
+	names     []string // channel index -> name
+	subs      []int64  // channel index -> subscribers among our connections
+	seqs      []atomic.Uint64
+	lat       *latencyRecorder
+	conns     []*conn
+	counters  []subCounters // per connection
+	expected  atomic.Int64
+	discon    atomic.Int64
+	pubOK     atomic.Int64 // publications the server accepted
+	pubErrs   atomic.Int64 // publications that failed
+	// closing is set when the run closes its connections, so that their
+	// ends are not counted as disconnects.
+	closing atomic.Bool
+	// readers has one count per connection handed to the poller, until
+	// its close handler ran.
+	readers sync.WaitGroup
+	start   time.Time
 	// connected counts open client connections for the progress line.
 	connected atomic.Int64
 	// echoCount counts completed echo round trips.
@@ -326,19 +402,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: %w", err)
 	}
 	extra := 0
-	if cfg.PublishVia == "ws" {
+	if cfg.PublishVia == "ws" && cfg.Mode == ModeFanout {
 		extra = cfg.Publishers
 	}
-	if err := checkFDs(cfg.Conns+extra, limit); err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	d, err := newDialer(cfg.URL, cfg.Protocol, !cfg.NoSpread, cfg.InsecureTLS)
+	procs, err := chooseProcs(cfg, extra, limit)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
 	}
-	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(64), start: time.Now()}
-	r.setupChannels()
-	res := &Result{Mode: cfg.Mode, URL: cfg.URL, Protocol: cfg.Protocol, Conns: cfg.Conns, Best: -1}
+	r, err := newRun(cfg, 0, procs)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Mode: cfg.Mode, URL: cfg.URL, Protocol: cfg.Protocol, Conns: cfg.Conns, Procs: procs, Best: -1, FirstFailed: -1}
 
 	var base ProcSample
 	var baseRT RuntimeStats
@@ -347,6 +422,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if procs > 1 {
+		if err := r.startChildren(ctx, procs); err != nil {
+			return nil, err
+		}
+		defer r.stopChildren()
 	}
 
 	tickCtx, stopTick := context.WithCancel(ctx)
@@ -359,8 +440,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	t0 := time.Now()
 	r.connect(ctx, res)
-	res.ConnectSeconds = time.Since(t0).Seconds()
 	defer r.closeAll()
+	if err := r.waitReady(res); err != nil {
+		return res, err
+	}
+	res.ConnectSeconds = time.Since(t0).Seconds()
 	if res.Connected == 0 {
 		return res, fmt.Errorf("loadgen: no connection succeeded: %s", res.FirstConnectError)
 	}
@@ -373,8 +457,73 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case ModeIdle:
 		err = r.idle(ctx, res, base, baseRT)
 	}
-	res.Disconnects = r.discon.Load()
+	_, _, childDiscon, _ := r.childTotals()
+	res.Disconnects = r.discon.Load() + childDiscon
+	if err == nil {
+		err = r.childErr()
+	}
 	return res, err
+}
+
+// chooseProcs returns how many processes hold the connections: Procs when
+// set (checking that each one's share fits its descriptor limit), else
+// as few as fit.
+func chooseProcs(cfg Config, extra int, limit uint64) (int, error) {
+	if cfg.Mode == ModeEcho {
+		if cfg.Procs > 1 {
+			return 0, errors.New("echo runs in one process: leave --procs unset")
+		}
+		return 1, checkFDs(cfg.Conns, limit)
+	}
+	if cfg.Procs > 0 {
+		if cfg.Procs > 1 && cfg.ChildCommand == nil {
+			return 0, errors.New("several processes need Config.ChildCommand")
+		}
+		if cfg.Procs > cfg.Conns {
+			return 0, fmt.Errorf("%d processes for %d connections", cfg.Procs, cfg.Conns)
+		}
+		if checkFDs(ceilDiv(cfg.Conns, cfg.Procs)+extra, limit) != nil {
+			perProc := int(limit) - fdOverhead - extra
+			if perProc < 1 {
+				return 0, fmt.Errorf("a file descriptor limit of %d leaves no room for connections", limit)
+			}
+			return 0, fmt.Errorf("with --procs %d each process needs about %d file descriptors but may open at most %d (hard RLIMIT_NOFILE): use --procs %d, or raise the hard limit",
+				cfg.Procs, ceilDiv(cfg.Conns, cfg.Procs)+extra+fdOverhead, limit, ceilDiv(cfg.Conns, perProc))
+		}
+		return cfg.Procs, nil
+	}
+	err := checkFDs(cfg.Conns+extra, limit)
+	if err == nil {
+		return 1, nil
+	}
+	if cfg.ChildCommand == nil {
+		return 0, err
+	}
+	perProc := int(limit) - fdOverhead - extra
+	if perProc < 1 {
+		return 0, err
+	}
+	return ceilDiv(cfg.Conns, perProc), nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// newRun prepares process proc of procs: it holds connections
+// [proc*Conns/procs, (proc+1)*Conns/procs) and dials from its own slice
+// of the spread source addresses.
+func newRun(cfg Config, proc, procs int) (*run, error) {
+	d, err := newDialer(cfg.URL, cfg.Protocol, !cfg.NoSpread, cfg.InsecureTLS)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	if procs > 1 && len(d.srcAddrs) >= procs {
+		n := len(d.srcAddrs)
+		d.srcAddrs = d.srcAddrs[proc*n/procs : (proc+1)*n/procs]
+	}
+	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(64), start: time.Now(),
+		lo: proc * cfg.Conns / procs, hi: (proc + 1) * cfg.Conns / procs}
+	r.setupChannels()
+	return r, nil
 }
 
 func (r *run) setupChannels() {
@@ -423,19 +572,29 @@ func (r *run) channelsOf(i int) []int {
 }
 
 // connect dials and subscribes every connection, ConnectConcurrency at a
-// time, and starts the readers (fanout and idle).
+// time; in fanout and idle mode each connection is then handed to the
+// poller, which delivers what it receives.
 func (r *run) connect(ctx context.Context, res *Result) {
-	r.conns = make([]*conn, r.cfg.Conns)
-	r.counters = make([]subCounters, r.cfg.Conns)
+	r.conns = make([]*conn, r.hi-r.lo)
+	r.counters = make([]subCounters, r.hi-r.lo)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.cfg.ConnectConcurrency)
-	for i := 0; i < r.cfg.Conns && ctx.Err() == nil; i++ {
+	for i := r.lo; i < r.hi && ctx.Err() == nil; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			cn, err := r.openConn(ctx, i)
+			if err == nil && r.cfg.Mode != ModeEcho {
+				r.connected.Add(1) // before serve: the close handler subtracts
+				if err = r.serve(cn, i); err != nil {
+					r.connected.Add(-1)
+					err = fmt.Errorf("conn %d: %w", i, err)
+				}
+			} else if err == nil {
+				r.connected.Add(1)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -445,22 +604,11 @@ func (r *run) connect(ctx context.Context, res *Result) {
 				}
 				return
 			}
-			r.conns[i] = cn
-			r.connected.Add(1)
+			r.conns[i-r.lo] = cn
 			res.Connected++
 		}()
 	}
 	wg.Wait()
-	if r.cfg.Mode == ModeEcho {
-		return
-	}
-	for i, cn := range r.conns {
-		if cn == nil {
-			continue
-		}
-		r.readers.Add(1)
-		go func() { defer r.readers.Done(); r.read(cn, i) }()
-	}
 }
 
 func (r *run) openConn(ctx context.Context, i int) (*conn, error) {
@@ -479,46 +627,9 @@ func (r *run) openConn(ctx context.Context, i int) (*conn, error) {
 	return cn, nil
 }
 
-// read is the reader of subscriber i until its connection closes.
-func (r *run) read(cn *conn, i int) {
-	chs := r.channelsOf(i)
-	wins := make([]*seqWindow, len(chs))
-	for k := range wins {
-		wins[k] = newSeqWindow()
-	}
-	ctr := &r.counters[i]
-	var buf []byte
-	for {
-		b, err := cn.c.read(context.Background(), buf)
-		buf = b
-		if err != nil {
-			if !isNormalClose(err) {
-				r.discon.Add(1)
-			}
-			return
-		}
-		now := time.Now()
-		p, ok := parseFrame(b)
-		if !ok {
-			continue
-		}
-		var w *seqWindow
-		for k, ch := range chs {
-			if ch == p.ch {
-				w = wins[k]
-				break
-			}
-		}
-		if w == nil || !w.add(p.seq) {
-			ctr.dups.Add(1)
-			continue
-		}
-		ctr.delivered.Add(1)
-		r.lat.record(i, now.Sub(time.Unix(0, p.sent)))
-	}
-}
-
-func (r *run) totals() (delivered, dups int64) {
+// ownTotals sums the deliveries and duplicates of this process's
+// connections.
+func (r *run) ownTotals() (delivered, dups int64) {
 	for i := range r.counters {
 		delivered += r.counters[i].delivered.Load()
 		dups += r.counters[i].dups.Load()
@@ -526,7 +637,20 @@ func (r *run) totals() (delivered, dups int64) {
 	return
 }
 
+// totals sums the deliveries and duplicates of every process's
+// connections.
+func (r *run) totals() (delivered, dups int64) {
+	delivered, dups = r.ownTotals()
+	if len(r.kids()) > 0 {
+		d, u, _, _ := r.childTotals()
+		delivered += d
+		dups += u
+	}
+	return
+}
+
 func (r *run) closeAll() {
+	r.closing.Store(true)
 	for _, cn := range r.conns {
 		if cn != nil {
 			cn.c.close()
@@ -572,6 +696,7 @@ func (r *run) tick(ctx context.Context, res *Result) {
 				delivered = r.echoCount.Load()
 			}
 			h := r.lat.takeSecond()
+			r.childHists("second", h)
 			pt := Point{
 				T:          now.Sub(r.start).Seconds(),
 				Deliveries: float64(delivered-lastDelivered) / now.Sub(last).Seconds(),
@@ -602,7 +727,15 @@ func (r *run) tick(ctx context.Context, res *Result) {
 	}
 }
 
-func (r *run) connectedNow() int64 { return r.connected.Load() }
+func (r *run) connectedNow() int64 {
+	n := r.connected.Load()
+	for _, c := range r.kids() {
+		c.mu.Lock()
+		n += c.last.Connected
+		c.mu.Unlock()
+	}
+	return n
+}
 
 // httpClient returns a client for the publishers with enough idle
 // connections for all of them.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/bits"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/ws"
 )
 
@@ -207,10 +210,11 @@ func TestWriteSVG(t *testing.T) {
 // of 7, the second receives those that are multiples of 5 twice. It also
 // records the source addresses of its connections.
 type fakeServer struct {
-	mu      sync.Mutex
-	subs    []*ws.Conn
-	sources map[string]bool
-	wg      sync.WaitGroup
+	faithful bool // deliver everything once, no misbehaviour
+	mu       sync.Mutex
+	subs     []*ws.Conn
+	sources  map[string]bool
+	wg       sync.WaitGroup
 }
 
 func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -260,10 +264,10 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		for i, c := range subs {
 			n := 1
-			if i == 0 && p.seq%7 == 0 {
+			if i == 0 && p.seq%7 == 0 && !s.faithful {
 				n = 0
 			}
-			if i == 1 && p.seq%5 == 0 {
+			if i == 1 && p.seq%5 == 0 && !s.faithful {
 				n = 2
 			}
 			for range n {
@@ -356,4 +360,176 @@ func (w *seqWindow) pending() int {
 		n += bits.OnesCount64(b)
 	}
 	return n
+}
+
+// tcpStream is n publication pushes of channel 0 in herald's TCP framing,
+// with a keepalive and a ping push among them.
+func tcpStream(n int) []byte {
+	var b []byte
+	for i := 1; i <= n; i++ {
+		p := payload(nil, 0, uint64(i), time.Now(), 60)
+		push := append(append([]byte(`{"type":"publication","channel":"bench:all","data":`), p...), '}')
+		b = wire.AppendFrame(b, push)
+		if i == n/2 {
+			b = append(b, 0, 0, 0, 0) // keepalive
+			b = wire.AppendFrame(b, []byte(`{"type":"ping"}`))
+		}
+	}
+	return b
+}
+
+func newTestSubscriber() *subscriber {
+	r := &run{cfg: Config{Mode: ModeFanout, Channels: 1}, lat: newLatencyRecorder(1), hi: 1, counters: make([]subCounters, 1)}
+	return r.newSubscriber(0)
+}
+
+func TestTCPStreamSplitAnywhere(t *testing.T) {
+	stream := tcpStream(5)
+	for chunk := 1; chunk <= len(stream); chunk++ {
+		s := newTestSubscriber()
+		pongs := 0
+		for b := stream; len(b) > 0; {
+			n := min(chunk, len(b))
+			if err := s.consumeTCP(b[:n], time.Now().UnixNano(), func() error { pongs++; return nil }); err != nil {
+				t.Fatalf("chunk %d: %v", chunk, err)
+			}
+			b = b[n:]
+		}
+		if d, u := s.ctr.delivered.Load(), s.ctr.dups.Load(); d != 5 || u != 0 || pongs != 1 || len(s.pend) != 0 {
+			t.Fatalf("chunk %d: delivered %d dups %d pongs %d pending %d", chunk, d, u, pongs, len(s.pend))
+		}
+	}
+	// A length over the limit ends the stream before anything is buffered.
+	s := newTestSubscriber()
+	if err := s.consumeTCP([]byte{0xff, 0xff, 0xff, 0xff, 'x'}, 0, nil); err == nil || len(s.pend) != 0 {
+		t.Fatalf("oversized frame: %v, pending %d", err, len(s.pend))
+	}
+}
+
+func FuzzTCPStream(f *testing.F) {
+	f.Add(tcpStream(2), uint8(7))
+	f.Add([]byte{0, 0, 0, 3, '{', '}', 0, 0}, uint8(1))
+	f.Fuzz(func(t *testing.T, stream []byte, chunk uint8) {
+		s := newTestSubscriber()
+		n := max(int(chunk), 1)
+		for b := stream; len(b) > 0; {
+			k := min(n, len(b))
+			if err := s.consumeTCP(b[:k], 0, func() error { return nil }); err != nil {
+				return
+			}
+			if len(s.pend) > maxMessage+4 {
+				t.Fatalf("pending %d bytes", len(s.pend))
+			}
+			b = b[k:]
+		}
+		if s.ctr.delivered.Load() < 0 || s.ctr.dups.Load() < 0 {
+			t.Fatal("negative counts")
+		}
+	})
+}
+
+func TestParseReply(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		id        uint32
+		isErr, ok bool
+	}{
+		{`{"id":7,"result":{"offset":1,"epoch":"x"}}`, 7, false, true},
+		{`{"id":9,"error":{"code":103,"message":"permission denied"}}`, 9, true, true},
+		{`{"id":12}`, 12, false, true}, // the raw servers' answer
+		{`{"type":"ping"}`, 0, false, false},
+		{`{"id":0}`, 0, false, false},
+		{`{"id":99999999999}`, 0, false, false},
+		{`{"type":"publication","data":{"bch":1,"bseq":2,"bts":3,"id":4}}`, 0, false, false},
+	} {
+		id, isErr, ok := parseReply([]byte(c.in))
+		if id != c.id || isErr != c.isErr || ok != c.ok {
+			t.Errorf("parseReply(%s) = %d, %v, %v", c.in, id, isErr, ok)
+		}
+	}
+}
+
+func FuzzParseReply(f *testing.F) {
+	f.Add([]byte(`{"id":7,"result":{}}`))
+	f.Add([]byte(`{"id":4294967296,"error":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if id, _, ok := parseReply(b); ok && id == 0 {
+			t.Fatal("accepted id 0")
+		}
+	})
+}
+
+func TestChooseProcs(t *testing.T) {
+	child := func() (*exec.Cmd, error) { return nil, errors.New("not started in this test") }
+	for _, c := range []struct {
+		cfg     Config
+		limit   uint64
+		want    int
+		wantErr string
+	}{
+		{Config{Conns: 1000, Mode: ModeFanout}, 20000, 1, ""},
+		{Config{Conns: 50000, Mode: ModeFanout, ChildCommand: child}, 20000, 3, ""},
+		{Config{Conns: 50000, Mode: ModeFanout}, 20000, 0, "run 3 bench processes"},
+		{Config{Conns: 50000, Mode: ModeFanout, Procs: 2, ChildCommand: child}, 20000, 0, "use --procs 3"},
+		{Config{Conns: 50000, Mode: ModeFanout, Procs: 4, ChildCommand: child}, 20000, 4, ""},
+		{Config{Conns: 10, Mode: ModeFanout, Procs: 2}, 20000, 0, "ChildCommand"},
+		{Config{Conns: 10, Mode: ModeEcho, Procs: 2, ChildCommand: child}, 20000, 0, "echo runs in one process"},
+		{Config{Conns: 2, Mode: ModeIdle, Procs: 3, ChildCommand: child}, 20000, 0, "3 processes for 2 connections"},
+	} {
+		got, err := chooseProcs(c.cfg, 0, c.limit)
+		if got != c.want || (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("chooseProcs(conns %d, procs %d, %s) = %d, %v; want %d, %q", c.cfg.Conns, c.cfg.Procs, c.cfg.Mode, got, err, c.want, c.wantErr)
+		}
+	}
+}
+
+func TestRunChildRejectsBadSetup(t *testing.T) {
+	for _, setup := range []string{"", "nope\n", `{"proc":0,"procs":2,"config":{"URL":"ws://127.0.0.1:1/ws"}}` + "\n",
+		`{"proc":1,"procs":2,"config":{"URL":"ftp://x"}}` + "\n"} {
+		var out bytes.Buffer
+		if err := RunChild(context.Background(), strings.NewReader(setup), &out); err == nil {
+			t.Errorf("setup %q accepted", setup)
+		}
+	}
+}
+
+func TestFanoutStopsAfterP99FailuresAndMeasuresCPU(t *testing.T) {
+	fs := &fakeServer{sources: map[string]bool{}, faithful: true}
+	srv := httptest.NewServer(fs)
+	defer func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		fs.wg.Wait()
+	}()
+	res, err := Run(context.Background(), Config{
+		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		Protocol:   ProtocolRaw,
+		Conns:      2,
+		Rates:      []int{20, 40, 80, 160},
+		Step:       200 * time.Millisecond,
+		MaxP99:     time.Nanosecond, // every step fails p99 only
+		ServerPID:  os.Getpid(),
+		Baseline:   100 * time.Millisecond,
+		Publishers: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 2 || res.Best != -1 || res.FirstFailed != 0 || !strings.Contains(res.Stopped, "2 consecutive steps over p99") {
+		t.Fatalf("%d steps, best %d, first failed %d, stopped %q", len(res.Steps), res.Best, res.FirstFailed, res.Stopped)
+	}
+	for _, st := range res.Steps {
+		if st.Saturated() || st.Delivered != st.Expected || st.Delivered == 0 {
+			t.Fatalf("step %+v", st)
+		}
+		if st.MarginalCPUPerDelivery > st.CPUPerDelivery || st.ClientCPU < 0 {
+			t.Fatalf("marginal %.0f over raw %.0f ns/delivery, client CPU %.1f%%", st.MarginalCPUPerDelivery, st.CPUPerDelivery, st.ClientCPU)
+		}
+		if got := st.Failure(time.Nanosecond); !strings.Contains(got, "p99") {
+			t.Fatalf("failure %q", got)
+		}
+	}
+	if res.IdleCPU < 0 {
+		t.Fatalf("idle CPU %.1f", res.IdleCPU)
+	}
 }

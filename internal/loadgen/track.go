@@ -76,9 +76,12 @@ const (
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
 
 // latencyRecorder collects latencies from many goroutines. Recording goes
-// to one of several shards, each with its own lock, so readers rarely
-// contend; a shard keeps one histogram for the current step and one for
-// the current second of the live progress line.
+// to one of several shards, each with its own lock, so recorders rarely
+// contend, and each value is recorded once, into the shard's current
+// histogram. Taking the figures of a second or of a step folds every
+// shard's current histogram into both the per-second and the per-step
+// accumulators (a merge per shard per take, not a second record per
+// value), then returns and resets the one asked for.
 //
 // Safe for concurrent use.
 type latencyRecorder struct {
@@ -87,34 +90,49 @@ type latencyRecorder struct {
 
 type latencyShard struct {
 	mu     sync.Mutex
+	cur    *hdrhistogram.Histogram
 	step   *hdrhistogram.Histogram
 	second *hdrhistogram.Histogram
-	_      [40]byte // keep shards' locks on separate cache lines
+	_      [32]byte // keep shards' locks on separate cache lines
 }
 
 func newLatencyRecorder(shards int) *latencyRecorder {
 	r := &latencyRecorder{shards: make([]latencyShard, max(shards, 1))}
 	for i := range r.shards {
+		r.shards[i].cur = newHist()
 		r.shards[i].step = newHist()
 		r.shards[i].second = newHist()
 	}
 	return r
 }
 
+// clampMicros converts a latency in nanoseconds to the histograms' range.
+func clampMicros(ns int64) int64 {
+	return min(max(ns/1000, histMin), histMax)
+}
+
 // record adds one latency to the shard chosen by key (a connection index).
 func (r *latencyRecorder) record(key int, d time.Duration) {
-	us := d.Microseconds()
-	if us < histMin {
-		us = histMin
-	}
-	if us > histMax {
-		us = histMax
-	}
+	r.recordNanos(key, int64(d))
+}
+
+// recordNanos adds one latency in nanoseconds.
+func (r *latencyRecorder) recordNanos(key int, ns int64) {
+	us := clampMicros(ns)
 	s := &r.shards[key%len(r.shards)]
 	s.mu.Lock()
-	_ = s.step.RecordValue(us)
-	_ = s.second.RecordValue(us)
+	_ = s.cur.RecordValue(us)
 	s.mu.Unlock()
+}
+
+// fold moves the shard's current values into both accumulators; s.mu held.
+func (s *latencyShard) fold() {
+	if s.cur.TotalCount() == 0 {
+		return
+	}
+	s.step.Merge(s.cur)
+	s.second.Merge(s.cur)
+	s.cur.Reset()
 }
 
 // takeSecond returns the merged per-second histogram and resets it.
@@ -123,6 +141,7 @@ func (r *latencyRecorder) takeSecond() *hdrhistogram.Histogram {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
+		s.fold()
 		out.Merge(s.second)
 		s.second.Reset()
 		s.mu.Unlock()
@@ -136,6 +155,7 @@ func (r *latencyRecorder) takeStep() *hdrhistogram.Histogram {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
+		s.fold()
 		out.Merge(s.step)
 		s.step.Reset()
 		s.mu.Unlock()

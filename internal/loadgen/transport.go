@@ -6,13 +6,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/netpoll"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/ws"
 )
@@ -60,21 +60,16 @@ func (w wsConn) read(ctx context.Context, dst []byte) ([]byte, error) {
 
 func (w wsConn) close() { w.c.CloseNow() }
 
-// isNormalClose reports whether err ends a connection we closed ourselves.
-func isNormalClose(err error) bool {
-	return errors.Is(err, ws.ErrClosed) || errors.Is(err, net.ErrClosed) ||
-		ws.CloseStatus(err) == ws.StatusNormalClosure
-}
-
 // tcpConn speaks herald's TCP transport (docs/protocol.md): a hello
 // choosing the JSON encoding, then [length][payload] frames. It answers
 // the server's ping pushes with pong commands, as a client without
 // WebSocket control frames must.
 type tcpConn struct {
 	nc  net.Conn
-	br  *bufio.Reader
+	br  *bufio.Reader // nil once served
 	wmu sync.Mutex
-	out []byte // guarded by wmu
+	out []byte        // guarded by wmu
+	pc  *netpoll.Conn // set by serve, under wmu: the poller owns the socket
 }
 
 var (
@@ -119,6 +114,10 @@ func dialTCP(ctx context.Context, addr string, nd *net.Dialer, tlsConf *tls.Conf
 func (t *tcpConn) write(ctx context.Context, msg []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	if t.pc != nil {
+		// The poller's queue keeps a reference: the frame must not be reused.
+		return t.pc.Write(wire.AppendFrame(nil, msg))
+	}
 	dl, _ := ctx.Deadline()
 	_ = t.nc.SetWriteDeadline(dl)
 	t.out = wire.AppendFrame(t.out[:0], msg)
@@ -148,7 +147,7 @@ func (t *tcpConn) read(ctx context.Context, dst []byte) ([]byte, error) {
 		if _, err := io.ReadFull(t.br, dst); err != nil {
 			return dst[:0], err
 		}
-		if bytes.Contains(dst, pingPush) && !bytes.Contains(dst, []byte(`"bseq"`)) {
+		if isPingPush(dst) {
 			t.wmu.Lock()
 			_, err := t.nc.Write(pongFrame)
 			t.wmu.Unlock()
@@ -161,4 +160,19 @@ func (t *tcpConn) read(ctx context.Context, dst []byte) ([]byte, error) {
 	}
 }
 
-func (t *tcpConn) close() { t.nc.Close() }
+func (t *tcpConn) close() {
+	t.wmu.Lock()
+	pc := t.pc
+	t.wmu.Unlock()
+	if pc != nil {
+		_ = pc.Close()
+		return
+	}
+	t.nc.Close()
+}
+
+// isPingPush reports whether a TCP frame is the server's ping push (and
+// not a publication whose data happens to contain the same bytes).
+func isPingPush(b []byte) bool {
+	return len(b) < 64 && bytes.Contains(b, pingPush) && !bytes.Contains(b, []byte(`"bseq"`))
+}

@@ -240,14 +240,17 @@ describe("demo app", () => {
     await join(ada, "Ada", room);
     const grace = await openDemo(t, server.httpURL, { width: 390, height: 844 });
     await join(grace, "Grace", room);
-    await say(ada, "Welcome to herald! Messages arrive in milliseconds.");
-    await say(grace, "Looks great on a phone too!");
-    await say(ada, "Try closing the network: nothing gets lost.");
-    await waitForTexts(grace, [
-      "Welcome to herald! Messages arrive in milliseconds.",
-      "Looks great on a phone too!",
-      "Try closing the network: nothing gets lost.",
-    ], "conversation");
+    // Each line is sent once the previous one has arrived: two pages typing
+    // at once have no order between them.
+    const lines = [
+      [ada, grace, "Welcome to herald! Messages arrive in milliseconds."],
+      [grace, ada, "Looks great on a phone too!"],
+      [ada, grace, "Try closing the network: nothing gets lost."],
+    ];
+    for (const [i, [from, to, text]] of lines.entries()) {
+      await say(from, text);
+      await waitForTexts(to, lines.slice(0, i + 1).map((l) => l[2]), "conversation");
+    }
     await grace.getByLabel("Message", { exact: true }).pressSequentially("typing", { delay: 10 });
     await ada.waitForSelector("#typing:has-text('Grace is typing')");
     await ada.waitForFunction(() => Number(document.querySelector("#ticker-rate").textContent) >= 8);

@@ -43,10 +43,20 @@ func (h *gorillaHub) run() {
 	}
 }
 
-func (h *gorillaHub) publish(channel string, data []byte) {
+func (h *gorillaHub) publish(channel string, data []byte) { h.publishFrom(nil, 0, channel, data) }
+
+// publishFrom publishes; when from and id are set, from is answered
+// {"id":id} after the publication was queued to every subscriber.
+func (h *gorillaHub) publishFrom(from *gorillaClient, id uint64, channel string, data []byte) {
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
 	if err != nil {
 		return
+	}
+	var ack *websocket.PreparedMessage
+	if from != nil && id != 0 {
+		if ack, err = websocket.NewPreparedMessage(websocket.TextMessage, ackFrame(id)); err != nil {
+			return
+		}
 	}
 	h.ops <- func(chs map[string]map[*gorillaClient]struct{}) {
 		for c := range chs[channel] {
@@ -54,6 +64,13 @@ func (h *gorillaHub) publish(channel string, data []byte) {
 			case c.send <- pm:
 			default:
 				h.dropClient(chs, c)
+			}
+		}
+		if ack != nil && from.subs != nil { // nil subs: dropped, queue closed
+			select {
+			case from.send <- ack:
+			default:
+				h.dropClient(chs, from)
 			}
 		}
 	}
@@ -138,7 +155,7 @@ func (h *gorillaHub) readLoop(c *gorillaClient) {
 				}
 			}
 		case cmd.Pub != "" && len(cmd.Data) > 0:
-			h.publish(cmd.Pub, cmd.Data)
+			h.publishFrom(c, cmd.ID, cmd.Pub, cmd.Data)
 		}
 	}
 }

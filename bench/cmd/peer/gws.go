@@ -71,6 +71,9 @@ func (h *gwsHub) OnMessage(socket *gws.Conn, message *gws.Message) {
 	case cmd.Pub != "" && len(cmd.Data) > 0:
 		// message's buffer is reused after OnMessage returns.
 		h.publish(cmd.Pub, append([]byte(nil), cmd.Data...))
+		if cmd.ID != 0 {
+			socket.WriteAsync(gws.OpcodeText, ackFrame(cmd.ID), nil)
+		}
 	}
 }
 

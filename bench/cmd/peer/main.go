@@ -5,6 +5,7 @@
 //
 //	client -> {"sub":"CHANNEL"}                 server -> {"ok":"CHANNEL"}
 //	client -> {"pub":"CHANNEL","data":PAYLOAD}  server sends PAYLOAD to every subscriber
+//	client -> {"pub":"CHANNEL","id":N,"data":PAYLOAD}   the same, then server -> {"id":N}
 //	POST /publish {"channel":"CHANNEL","data":PAYLOAD} -> 200 {}
 //
 // Each publication is one text frame holding PAYLOAD, framed once and
@@ -25,13 +26,20 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 )
 
 // command is what a client sends.
 type command struct {
 	Sub  string          `json:"sub"`
 	Pub  string          `json:"pub"`
+	ID   uint64          `json:"id"` // pub only: answer {"id":ID} once published
 	Data json.RawMessage `json:"data"`
+}
+
+// ackFrame is the answer to a pub command that carries an id.
+func ackFrame(id uint64) []byte {
+	return append(strconv.AppendUint([]byte(`{"id":`), id, 10), '}')
 }
 
 // publishRequest is the body of POST /publish.
