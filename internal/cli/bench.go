@@ -99,6 +99,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 `latency` above which a fanout step fails")
 	fs.IntVar(&cfg.P99Stop, "p99-stop", 2, "stop the ramp after this `many` consecutive steps over --max-p99")
 	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "run every rate step, whatever the earlier ones showed")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "run the first rate unmeasured for this `duration` before the first step (at least one publication per channel; 0: none)")
 	fs.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "sample the server's idle CPU for this `duration` before the first step (--server-pid; 0: skip)")
 	fs.IntVar(&cfg.PublishWindow, "publish-window", 16, "publish `commands` in flight per publishing connection (--publish-via ws)")
 	fs.IntVar(&cfg.Procs, "procs", 0, "split the connections over this `many` processes (0: as the file descriptor limit requires)")
@@ -109,6 +110,9 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&plot, "plot", "", "write throughput and latency over time to this SVG `file`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = -1 // as for --baseline
 	}
 	if cfg.Baseline == 0 {
 		cfg.Baseline = -1 // flag 0 means none; the Config zero value means the default

@@ -148,6 +148,13 @@ type Config struct {
 	// connection open and nothing published, before the first fanout
 	// step (with ServerPID). Default 3 s; negative: none.
 	Baseline time.Duration
+	// Warmup is how long the first rate runs, unmeasured, before the
+	// first step: the first publication of a fresh run costs both sides
+	// more (per-connection state made on first delivery, heaps and
+	// pools growing), and at low rates one slow publication is the whole
+	// p99 of a step. It lasts at least long enough to publish once to
+	// every channel and at most one step. Default 2 s; negative: none.
+	Warmup time.Duration
 	// PublishWindow is how many publish commands may be in flight on each
 	// publishing connection (PublishVia "ws"). Default 16.
 	PublishWindow int
@@ -221,6 +228,9 @@ func (c *Config) defaults() error {
 	}
 	if c.P99Stop <= 0 {
 		c.P99Stop = 2
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 2 * time.Second
 	}
 	if c.Baseline == 0 {
 		c.Baseline = 3 * time.Second

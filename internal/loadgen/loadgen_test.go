@@ -214,6 +214,7 @@ type fakeServer struct {
 	mu       sync.Mutex
 	subs     []*ws.Conn
 	sources  map[string]bool
+	pubs     int64 // publications received
 	wg       sync.WaitGroup
 }
 
@@ -261,6 +262,7 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		subs := append([]*ws.Conn(nil), s.subs...)
+		s.pubs++
 		s.mu.Unlock()
 		for i, c := range subs {
 			n := 1
@@ -294,7 +296,8 @@ func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
 		Conns:      4,
 		Rates:      []int{200},
 		Step:       500 * time.Millisecond,
-		Publishers: 1, // one publisher keeps the server's order; the fake drops by position
+		Publishers: 1,  // one publisher keeps the server's order; the fake drops by position
+		Warmup:     -1, // the step's sequence numbers start at 1: the counts below are exact
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +325,42 @@ func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
 	defer fs.mu.Unlock()
 	if len(fs.sources) != 4 || fs.sources["127.0.0.1"] {
 		t.Fatalf("connections came from %v, want 4 spread addresses", fs.sources)
+	}
+}
+
+// The warm-up publishes before the first step and none of it is counted.
+func TestFanoutWarmupIsNotMeasured(t *testing.T) {
+	fs := &fakeServer{faithful: true, sources: map[string]bool{}}
+	srv := httptest.NewServer(fs)
+	defer func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		fs.wg.Wait()
+	}()
+	res, err := Run(context.Background(), Config{
+		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		Protocol:   ProtocolRaw,
+		Conns:      3,
+		Rates:      []int{100},
+		Step:       400 * time.Millisecond,
+		Warmup:     200 * time.Millisecond,
+		Publishers: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 1 {
+		t.Fatalf("%d steps, want 1", len(res.Steps))
+	}
+	st := res.Steps[0]
+	fs.mu.Lock()
+	total := fs.pubs
+	fs.mu.Unlock()
+	if st.Published < 10 || total < st.Published+10 {
+		t.Fatalf("server got %d publications, the step counted %d: want at least 10 more from the warm-up", total, st.Published)
+	}
+	if st.Expected != 3*st.Published || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 || st.Latency.Count != st.Delivered {
+		t.Fatalf("step counted warm-up traffic: %+v", st)
 	}
 }
 

@@ -247,6 +247,14 @@ func (r *run) fanout(ctx context.Context, res *Result) error {
 	if err := r.quietBaseline(ctx, res); err != nil {
 		return err
 	}
+	if len(r.cfg.Rates) > 0 && r.cfg.Warmup > 0 {
+		// Unmeasured: its deliveries are waited for, then forgotten (each
+		// step counts from its own start).
+		rate := r.cfg.Rates[0]
+		d := r.cfg.Warmup
+		d = max(d, time.Duration(int64(len(r.names))*int64(time.Second)/int64(rate))+time.Millisecond)
+		r.stepFor(ctx, pub, rate, res.IdleCPU, min(d, r.cfg.Step))
+	}
 	p99Fails := 0
 	for _, rate := range r.cfg.Rates {
 		if ctx.Err() != nil {
@@ -314,6 +322,11 @@ const maxAhead = time.Millisecond
 // step publishes at rate for cfg.Step, then waits for the deliveries.
 // idleCPU is the server's CPU use with nothing published (percent).
 func (r *run) step(ctx context.Context, pub publisher, rate int, idleCPU float64) Step {
+	return r.stepFor(ctx, pub, rate, idleCPU, r.cfg.Step)
+}
+
+// stepFor is step for a given duration.
+func (r *run) stepFor(ctx context.Context, pub publisher, rate int, idleCPU float64, dur time.Duration) Step {
 	st := Step{TargetRate: rate}
 	d0, dup0 := r.totals()
 	e0 := r.expected.Load()
@@ -327,7 +340,7 @@ func (r *run) step(ctx context.Context, pub publisher, rate int, idleCPU float64
 	c0, _ := readProc(os.Getpid())
 	c0.CPUTicks += r.childCPUTicks()
 	start := time.Now()
-	end := start.Add(r.cfg.Step)
+	end := start.Add(dur)
 	workers := min(r.cfg.Publishers, rate)
 	var wg sync.WaitGroup
 	for w := range workers {
