@@ -282,16 +282,23 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
-	fs := &fakeServer{sources: map[string]bool{}}
+// startFake serves fs on 127.0.0.1 until the test ends and returns its
+// WebSocket URL.
+func startFake(t *testing.T, fs *fakeServer) string {
 	srv := httptest.NewServer(fs)
-	defer func() {
+	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
 		fs.wg.Wait()
-	}()
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+}
+
+func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
+	fs := &fakeServer{sources: map[string]bool{}}
+	wsURL := startFake(t, fs)
 	res, err := Run(context.Background(), Config{
-		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		URL:        wsURL,
 		Protocol:   ProtocolRaw,
 		Conns:      4,
 		Rates:      []int{200},
@@ -331,14 +338,9 @@ func TestFanoutAccountsLossAndDuplicates(t *testing.T) {
 // The warm-up publishes before the first step and none of it is counted.
 func TestFanoutWarmupIsNotMeasured(t *testing.T) {
 	fs := &fakeServer{faithful: true, sources: map[string]bool{}}
-	srv := httptest.NewServer(fs)
-	defer func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		fs.wg.Wait()
-	}()
+	wsURL := startFake(t, fs)
 	res, err := Run(context.Background(), Config{
-		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		URL:        wsURL,
 		Protocol:   ProtocolRaw,
 		Conns:      3,
 		Rates:      []int{100},
@@ -534,14 +536,9 @@ func TestRunChildRejectsBadSetup(t *testing.T) {
 
 func TestFanoutStopsAfterP99FailuresAndMeasuresCPU(t *testing.T) {
 	fs := &fakeServer{sources: map[string]bool{}, faithful: true}
-	srv := httptest.NewServer(fs)
-	defer func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		fs.wg.Wait()
-	}()
+	wsURL := startFake(t, fs)
 	res, err := Run(context.Background(), Config{
-		URL:        "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		URL:        wsURL,
 		Protocol:   ProtocolRaw,
 		Conns:      2,
 		Rates:      []int{20, 40, 80, 160},
