@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -57,9 +58,13 @@ type Hub struct {
 	counters counters
 }
 
+// shard is one of the channel map's shards, padded to a cache line of its
+// own so that the read locks of neighbouring shards, taken by different
+// cores for every publication, do not contend.
 type shard struct {
 	mu       sync.RWMutex
 	channels map[string]*channel
+	_        [64 - (unsafe.Sizeof(sync.RWMutex{})+unsafe.Sizeof(map[string]*channel(nil)))%64]byte
 }
 
 // client is a registered Subscriber and its subscriptions. An idle server

@@ -2,6 +2,8 @@ package membroker
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/hub"
@@ -53,4 +55,37 @@ func BenchmarkHistorySince(b *testing.B) {
 			b.Fatalf("history: %d %v", len(res.Publications), err)
 		}
 	}
+}
+
+// BenchmarkPublishManyChannelsParallel publishes from every core to
+// 10,000 subscribed channels kept in no history, the shape of client
+// publishes spread over many one-subscriber channels: the cost is the
+// channel lookup and its locks.
+func BenchmarkPublishManyChannelsParallel(b *testing.B) {
+	const channels = 10000
+	br := New(Options{})
+	ctx := context.Background()
+	b.Cleanup(func() { _ = br.Close(ctx) })
+	if err := br.Run(ctx, nopHandler{}); err != nil {
+		b.Fatal(err)
+	}
+	names := make([]string, channels)
+	for i := range names {
+		names[i] = "bench:c" + strconv.Itoa(i)
+		_ = br.Subscribe(ctx, names[i])
+	}
+	pub := &hub.Publication{Data: []byte(`{"text":"hello"}`)}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine strides through the channels from its own start.
+		i := int(next.Add(1) * 7919)
+		for pb.Next() {
+			i = (i + 4099) % channels
+			if _, err := br.Publish(ctx, names[i], pub, hub.PublishOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -109,10 +109,8 @@ func TestJanitorForgetsUnusedState(t *testing.T) {
 	clk.Advance(2 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		b.mu.RLock()
-		_, gone := b.channels["gone"]
-		_, kept := b.channels["kept"]
-		b.mu.RUnlock()
+		_, gone := b.lookupState("gone")
+		_, kept := b.lookupState("kept")
 		b.presMu.Lock()
 		presence := len(b.presence)
 		b.presMu.Unlock()
@@ -212,4 +210,13 @@ func TestClosed(t *testing.T) {
 	if err := b.Run(ctx, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v", err)
 	}
+}
+
+// lookupState reports whether the broker holds a state for channel.
+func (b *Broker) lookupState(channel string) (*channelState, bool) {
+	sh := b.shardFor(channel)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	cs, ok := sh.channels[channel]
+	return cs, ok
 }

@@ -29,10 +29,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/heraldhq/herald/internal/hub"
 )
@@ -68,8 +70,12 @@ type Broker struct {
 
 	handler atomic.Pointer[handlerBox]
 
-	mu       sync.RWMutex
-	channels map[string]*channelState
+	// Channel states live in shards by a hash of the name, each with its
+	// own lock: a publication looks its channel up under a read lock, and
+	// one lock for every channel would have the cores that publish at the
+	// same time contend for its counter.
+	seed   maphash.Seed
+	shards [numShards]channelShard
 
 	presMu   sync.Mutex
 	presence map[string]*presenceSet
@@ -127,6 +133,17 @@ type presenceSet struct {
 	nextExpiry int64
 }
 
+// numShards is the number of channel-map shards.
+const numShards = 64
+
+// channelShard is one shard of the channel map, padded to a cache line of
+// its own so that the read locks of neighbouring shards do not contend.
+type channelShard struct {
+	mu       sync.RWMutex
+	channels map[string]*channelState
+	_        [64 - (unsafe.Sizeof(sync.RWMutex{})+unsafe.Sizeof(map[string]*channelState(nil)))%64]byte
+}
+
 // namedState is a channel state and its name, as the janitor lists them.
 type namedState struct {
 	name string
@@ -151,10 +168,13 @@ func New(opts Options) *Broker {
 	}
 	b := &Broker{
 		opts:     opts,
-		channels: make(map[string]*channelState),
+		seed:     maphash.MakeSeed(),
 		presence: make(map[string]*presenceSet),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+	}
+	for i := range b.shards {
+		b.shards[i].channels = make(map[string]*channelState)
 	}
 	go b.janitor()
 	return b
@@ -191,24 +211,29 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 }
 
+func (b *Broker) shardFor(channel string) *channelShard {
+	return &b.shards[maphash.String(b.seed, channel)%numShards]
+}
+
 // lockChannel returns the locked state of channel, creating it when create
 // is set (otherwise it may return nil).
 func (b *Broker) lockChannel(channel string, create bool) *channelState {
+	sh := b.shardFor(channel)
 	for {
-		b.mu.RLock()
-		cs := b.channels[channel]
-		b.mu.RUnlock()
+		sh.mu.RLock()
+		cs := sh.channels[channel]
+		sh.mu.RUnlock()
 		if cs == nil {
 			if !create {
 				return nil
 			}
-			b.mu.Lock()
-			cs = b.channels[channel]
+			sh.mu.Lock()
+			cs = sh.channels[channel]
 			if cs == nil {
 				cs = &channelState{}
-				b.channels[channel] = cs
+				sh.channels[channel] = cs
 			}
-			b.mu.Unlock()
+			sh.mu.Unlock()
 		}
 		cs.mu.Lock()
 		if !cs.dead {
@@ -587,13 +612,16 @@ func (b *Broker) janitor() {
 func (b *Broker) purge() {
 	now := b.opts.Now()
 	// The states are listed first, in a reused slice, so that no channel
-	// lock is taken under b.mu.
-	b.mu.RLock()
+	// lock is taken under a shard lock.
 	states := b.purgeScratch[:0]
-	for name, cs := range b.channels {
-		states = append(states, namedState{name, cs})
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		for name, cs := range sh.channels {
+			states = append(states, namedState{name, cs})
+		}
+		sh.mu.RUnlock()
 	}
-	b.mu.RUnlock()
 	var unused []string
 	for _, st := range states {
 		cs := st.cs
@@ -606,21 +634,18 @@ func (b *Broker) purge() {
 	}
 	clear(states) // keep no states or names alive until the next purge
 	b.purgeScratch = states[:0]
-	if len(unused) > 0 {
-		b.mu.Lock()
-		for _, name := range unused {
-			cs := b.channels[name]
-			if cs == nil {
-				continue
-			}
+	for _, name := range unused {
+		sh := b.shardFor(name)
+		sh.mu.Lock()
+		if cs := sh.channels[name]; cs != nil {
 			cs.mu.Lock()
 			if !cs.hasStream && !cs.subscribed {
 				cs.dead = true
-				delete(b.channels, name)
+				delete(sh.channels, name)
 			}
 			cs.mu.Unlock()
 		}
-		b.mu.Unlock()
+		sh.mu.Unlock()
 	}
 
 	nowNano := now.UnixNano()

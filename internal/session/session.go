@@ -304,14 +304,15 @@ const maxPooledReplyBuf = 64 << 10
 func encodeReply(codec wire.Codec, r *wire.Reply) []byte {
 	bp := replyBufs.Get().(*[]byte)
 	var b []byte
+	// Direct calls, which the compiler sees keep neither r nor what it
+	// points to: the caller's reply and its result stay on its stack.
 	switch c := codec.(type) {
 	case wire.JSONCodec:
-		// A direct call, which the compiler sees does not keep r: the
-		// caller's reply stays on its stack.
+		b = c.AppendReply((*bp)[:0], r)
+	case wire.BinaryCodec:
 		b = c.AppendReply((*bp)[:0], r)
 	default:
-		rc := *r // only this path lets the reply escape
-		b = codec.AppendReply((*bp)[:0], &rc)
+		b = codec.AppendReply((*bp)[:0], detachReply(r))
 	}
 	out := make([]byte, len(b))
 	copy(out, b)
@@ -320,6 +321,46 @@ func encodeReply(codec wire.Codec, r *wire.Reply) []byte {
 		replyBufs.Put(bp)
 	}
 	return out
+}
+
+// detachReply copies r and each of its results for a codec the compiler
+// cannot see through: handing it r itself would make every reply's result
+// escape to the heap, whatever the codec.
+func detachReply(r *wire.Reply) *wire.Reply {
+	c := &wire.Reply{ID: r.ID}
+	if r.Error != nil {
+		v := *r.Error
+		c.Error = &v
+	}
+	if r.Connect != nil {
+		v := *r.Connect
+		c.Connect = &v
+	}
+	if r.Subscribe != nil {
+		v := *r.Subscribe
+		c.Subscribe = &v
+	}
+	if r.Publish != nil {
+		v := *r.Publish
+		c.Publish = &v
+	}
+	if r.Presence != nil {
+		v := *r.Presence
+		c.Presence = &v
+	}
+	if r.PresenceStats != nil {
+		v := *r.PresenceStats
+		c.PresenceStats = &v
+	}
+	if r.History != nil {
+		v := *r.History
+		c.History = &v
+	}
+	if r.Refresh != nil {
+		v := *r.Refresh
+		c.Refresh = &v
+	}
+	return c
 }
 
 func (s *Session) replyError(cmd *wire.Command, code uint32, msg string) {
