@@ -11,7 +11,10 @@
 // AcceptConnBuffered does the same for a connection whose first bytes a
 // caller already read to route it (a server that serves WebSocket and
 // other HTTP on one port without net/http's per-connection buffers for
-// its WebSocket clients). All three accept only an HTTP/1.1 GET with a
+// its WebSocket clients). With AcceptOptions.OmitRequest they check the
+// request head in place and build no *http.Request: a handshake then
+// allocates only the connection (and, when the request has an Origin,
+// the parsed origin). All three accept only an HTTP/1.1 GET with a
 // Host, "Connection: Upgrade" and "Upgrade: websocket" (case-insensitive
 // tokens anywhere in the comma-separated lists), "Sec-WebSocket-Version: 13" and a
 // Sec-WebSocket-Key of 16 base64-encoded bytes. A request that fails is
@@ -65,8 +68,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 // Accept completes the server side of the opening handshake for a request
@@ -264,16 +270,27 @@ func upgradeConn(nc net.Conn, read []byte, opts *AcceptOptions) (connConfig, *ht
 		nc.Close()
 		return connConfig{}, nil, fmt.Errorf("ws: accept: reading handshake request: %w", err)
 	}
-	r, err := parseRequest(buf[:headLen])
-	if err != nil {
-		return connConfig{}, nil, rejectConn(nc, buf, &rejection{status: http.StatusBadRequest, reason: "malformed HTTP request", err: err})
+	var r *http.Request
+	var hs serverHandshake
+	var rej *rejection
+	if opts.OmitRequest && opts.CheckOrigin == nil {
+		var fields [maxInlineFields]headerField
+		hs, rej = checkUpgradeHead(buf[:headLen], fields[:0], nc, opts)
+	} else {
+		r, err = parseRequest(buf[:headLen])
+		if err != nil {
+			return connConfig{}, nil, rejectConn(nc, buf, &rejection{status: http.StatusBadRequest, reason: "malformed HTTP request", err: err})
+		}
+		r.RemoteAddr = nc.RemoteAddr().String()
+		if tc, ok := nc.(*tls.Conn); ok {
+			state := tc.ConnectionState()
+			r.TLS = &state
+		}
+		hs, rej = checkUpgradeRequest(r, opts)
+		if opts.OmitRequest {
+			r = nil // built for CheckOrigin only
+		}
 	}
-	r.RemoteAddr = nc.RemoteAddr().String()
-	if tc, ok := nc.(*tls.Conn); ok {
-		state := tc.ConnectionState()
-		r.TLS = &state
-	}
-	hs, rej := checkUpgradeRequest(r, opts)
 	if rej != nil {
 		return connConfig{}, r, rejectConn(nc, buf, rej)
 	}
@@ -299,6 +316,84 @@ func upgradeConn(nc net.Conn, read []byte, opts *AcceptOptions) (connConfig, *ht
 	cfg.netConn = nc
 	cfg.buffered = buffered
 	return cfg, r, nil
+}
+
+// maxInlineFields is how many header fields checkUpgradeHead handles
+// without allocating; browsers send about 15.
+const maxInlineFields = 24
+
+// checkUpgradeHead is parseRequest and checkUpgradeRequest in one, for
+// AcceptConn with OmitRequest (and no CheckOrigin): it checks the head
+// (rewriting its header names in place) and the handshake without
+// building an *http.Request. fields is scratch space for the head's
+// fields.
+//
+// The request line and fields are read through a string that shares
+// head's memory, so nothing is copied: none of those strings may outlive
+// this call, nor be used once head is overwritten, which the caller does
+// with the response. The serverHandshake holds no string of the head
+// (the key is copied), and a rejection refers only to constants and
+// copies.
+func checkUpgradeHead(head []byte, fields []headerField, nc net.Conn, opts *AcceptOptions) (serverHandshake, *rejection) {
+	malformed := func(err error) (serverHandshake, *rejection) {
+		return serverHandshake{}, &rejection{status: http.StatusBadRequest, reason: "malformed HTTP request", err: err}
+	}
+	start, end, _, err := scanHead(head)
+	if err != nil {
+		return malformed(err)
+	}
+	s := unsafe.String(&head[start], end-start)
+	first, i, _ := nextLine(s, 0)
+	rl, err := parseRequestLine(first)
+	if err != nil {
+		return malformed(err)
+	}
+	for {
+		f, next, ok := nextField(s, i)
+		if !ok {
+			break
+		}
+		fields = append(fields, f)
+		i = next
+	}
+	ur := upgradeRequest{method: rl.method, protoMajor: rl.major, protoMinor: rl.minor, fields: fields}
+	if ur.fields == nil {
+		ur.fields = []headerField{} // no fields at all: still not a header map
+	}
+	var buf [2]string
+	// As parseRequest: one Host at most, overridden by an absolute-form
+	// target, whose URL is only built for that rare form.
+	switch hosts := ur.values(hdrHost, buf[:0]); len(hosts) {
+	case 0:
+	case 1:
+		ur.host = hosts[0]
+	default:
+		return malformed(fmt.Errorf("%w: several Host headers", ErrMalformedHTTP))
+	}
+	if rl.target[0] == '/' {
+		if !validOriginForm(rl.target) {
+			return malformed(fmt.Errorf("%w: bad request target: invalid URL escape", ErrMalformedHTTP))
+		}
+	} else {
+		u, err := url.ParseRequestURI(strings.Clone(rl.target))
+		if err != nil {
+			return malformed(fmt.Errorf("%w: bad request target: %w", ErrMalformedHTTP, err))
+		}
+		if u.Host != "" {
+			ur.host = u.Host
+		}
+	}
+	if cl := ur.values(hdrContentLength, buf[:0]); len(cl) > 0 {
+		n, err := parseContentLength(cl)
+		if err != nil {
+			return malformed(err)
+		}
+		ur.hasBody = n > 0
+	}
+	if te := ur.values(hdrTransferEnc, buf[:0]); len(te) > 0 {
+		ur.hasBody = true
+	}
+	return checkUpgrade(&ur, nil, opts)
 }
 
 // rejectConn writes the HTTP response of a refused handshake on nc (still

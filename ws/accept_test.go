@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -258,17 +259,33 @@ func TestAcceptConnRejections(t *testing.T) {
 		}, status: 400, body: "body"},
 	)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			addr, results := connUpgradeServer(t, c.opts)
-			resp, conn, br := roundTrip(t, addr, c.raw(addr))
-			checkRejection(t, c, resp)
-			checkHandshakeError(t, wait(t, results).err, c.status)
-			// AcceptConn closes the connection after a rejection.
-			if _, err := br.ReadByte(); err != io.EOF {
-				t.Errorf("after the rejection: %v, want EOF", err)
-			}
-			_ = conn
-		})
+		for _, omit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/OmitRequest=%v", c.name, omit), func(t *testing.T) {
+				testAcceptConnRejection(t, c, withOmitRequest(c.opts, omit))
+			})
+		}
+	}
+}
+
+// withOmitRequest returns opts (nil for the defaults) with OmitRequest
+// set to omit.
+func withOmitRequest(opts *AcceptOptions, omit bool) *AcceptOptions {
+	o := AcceptOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	o.OmitRequest = omit
+	return &o
+}
+
+func testAcceptConnRejection(t *testing.T, c rejectCase, opts *AcceptOptions) {
+	addr, results := connUpgradeServer(t, opts)
+	resp, _, br := roundTrip(t, addr, c.raw(addr))
+	checkRejection(t, c, resp)
+	checkHandshakeError(t, wait(t, results).err, c.status)
+	// AcceptConn closes the connection after a rejection.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the rejection: %v, want EOF", err)
 	}
 }
 
@@ -390,25 +407,37 @@ func TestAcceptSuccess(t *testing.T) {
 
 func TestAcceptConnSuccess(t *testing.T) {
 	for _, c := range acceptCases() {
-		t.Run(c.name, func(t *testing.T) {
-			addr, results := connUpgradeServer(t, c.opts)
-			edits := make([]string, len(c.edits))
-			for i, e := range c.edits {
-				edits[i] = strings.ReplaceAll(e, "HOST", addr)
-			}
-			resp, conn, _ := roundTrip(t, addr, handshakeRequest(addr, edits...)+pipelinedFrame)
-			res := wait(t, results)
-			checkSwitching(t, c, resp, res)
-			// Sent with the request in one write, the frame was read with
-			// it (or, if TCP split the write, is still in the socket).
-			if got := firstBytes(t, res.cfg, len(pipelinedFrame)); got != pipelinedFrame {
-				t.Errorf("first bytes %q, want %q", got, pipelinedFrame)
-			}
-			r := res.req
-			if r.Method != "GET" || r.URL.Path != "/ws" || r.Host != addr || r.RemoteAddr != conn.LocalAddr().String() {
-				t.Errorf("request %s %s host %q remote %q", r.Method, r.URL, r.Host, r.RemoteAddr)
-			}
-		})
+		for _, omit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/OmitRequest=%v", c.name, omit), func(t *testing.T) {
+				testAcceptConnSuccess(t, c, withOmitRequest(c.opts, omit))
+			})
+		}
+	}
+}
+
+func testAcceptConnSuccess(t *testing.T, c acceptCase, opts *AcceptOptions) {
+	addr, results := connUpgradeServer(t, opts)
+	edits := make([]string, len(c.edits))
+	for i, e := range c.edits {
+		edits[i] = strings.ReplaceAll(e, "HOST", addr)
+	}
+	resp, conn, _ := roundTrip(t, addr, handshakeRequest(addr, edits...)+pipelinedFrame)
+	res := wait(t, results)
+	checkSwitching(t, c, resp, res)
+	// Sent with the request in one write, the frame was read with
+	// it (or, if TCP split the write, is still in the socket).
+	if got := firstBytes(t, res.cfg, len(pipelinedFrame)); got != pipelinedFrame {
+		t.Errorf("first bytes %q, want %q", got, pipelinedFrame)
+	}
+	r := res.req
+	if opts.OmitRequest {
+		if r != nil {
+			t.Errorf("request %v returned with OmitRequest", r)
+		}
+		return
+	}
+	if r.Method != "GET" || r.URL.Path != "/ws" || r.Host != addr || r.RemoteAddr != conn.LocalAddr().String() {
+		t.Errorf("request %s %s host %q remote %q", r.Method, r.URL, r.Host, r.RemoteAddr)
 	}
 }
 
@@ -495,17 +524,16 @@ func TestAcceptBadResponseHeader(t *testing.T) {
 // RFC 6455 §10.2: origin patterns compare host[:port]; a bad pattern
 // refuses rather than allows.
 func TestCheckOriginBadPattern(t *testing.T) {
-	r := &http.Request{Host: "a.example", Header: http.Header{"Origin": {"https://b.example"}}}
-	ok, err := checkOrigin(r, &AcceptOptions{OriginPatterns: []string{"[b"}})
+	ok, err := checkOrigin("a.example", []string{"https://b.example"}, nil, &AcceptOptions{OriginPatterns: []string{"[b"}})
 	if ok || err == nil {
 		t.Fatalf("checkOrigin = %v, %v; want refusal with an error", ok, err)
 	}
 	// Port is part of the compared host.
-	r.Header.Set("Origin", "https://a.example:8443")
-	if ok, _ := checkOrigin(r, &AcceptOptions{}); ok {
+	origin := []string{"https://a.example:8443"}
+	if ok, _ := checkOrigin("a.example", origin, nil, &AcceptOptions{}); ok {
 		t.Fatal("origin with another port allowed")
 	}
-	if ok, _ := checkOrigin(r, &AcceptOptions{OriginPatterns: []string{"a.example:*"}}); !ok {
+	if ok, _ := checkOrigin("a.example", origin, nil, &AcceptOptions{OriginPatterns: []string{"a.example:*"}}); !ok {
 		t.Fatal("pattern with port wildcard refused")
 	}
 }

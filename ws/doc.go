@@ -13,7 +13,10 @@
 // AcceptConnBuffered does the same for a connection whose first bytes a
 // caller already read to route it (a server that serves WebSocket and
 // other HTTP on one port without net/http's per-connection buffers for
-// its WebSocket clients). All three accept only an HTTP/1.1 GET with a
+// its WebSocket clients). With AcceptOptions.OmitRequest they check the
+// request head in place and build no *http.Request: a handshake then
+// allocates only the connection (and, when the request has an Origin,
+// the parsed origin). All three accept only an HTTP/1.1 GET with a
 // Host, "Connection: Upgrade" and "Upgrade: websocket" (case-insensitive
 // tokens anywhere in the comma-separated lists), "Sec-WebSocket-Version: 13" and a
 // Sec-WebSocket-Key of 16 base64-encoded bytes. A request that fails is

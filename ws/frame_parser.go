@@ -58,12 +58,15 @@ type frameParser struct {
 	remaining int64 // payload bytes of the current frame still to come
 	msgSize   int64 // payload bytes of the current data message so far, on the wire
 
-	ctrl *[maxControlPayload]byte // control frame split across inputs
+	// ctrl is a pooled buffer, held only while something is split across
+	// inputs: a frame header (its first hdrLen bytes, in stageHeader) or
+	// a control frame's payload (ctrlLen bytes, in stagePayload); and
+	// while a control payload gathered in it is handed out (ctrlOut).
+	ctrl *[maxControlPayload]byte
 	err  *ProtocolError
 
-	hdr  [maxFrameHeader]byte // partial header
-	key  [4]byte              // masking key of the current frame
-	utf8 utf8Validator        // current text message
+	key  [4]byte       // masking key of the current frame
+	utf8 utf8Validator // current text message
 
 	expectMasked bool // frames must be masked (we are the server)
 	allowRSV1    bool // permessage-deflate was negotiated
@@ -108,7 +111,7 @@ func (p *frameParser) inFinalFrame() bool {
 
 // release returns pooled memory; the parser stays usable.
 func (p *frameParser) release() {
-	if p.ctrl != nil && (p.ctrlOut || p.ctrlLen == 0) {
+	if p.ctrl != nil && (p.ctrlOut || p.ctrlLen == 0) && p.hdrLen == 0 {
 		ctrlBufPool.Put(p.ctrl)
 		p.ctrl = nil
 		p.ctrlOut = false
@@ -230,10 +233,15 @@ func (p *frameParser) readHeader(in []byte) (consumed int, ok bool) {
 		h = in[:headerSize(in[1])]
 		consumed = len(h)
 	} else {
+		// The header is split across inputs: gather it in the pooled
+		// buffer, given back once the header is decoded.
+		if p.ctrl == nil {
+			p.ctrl = ctrlBufPool.Get().(*[maxControlPayload]byte)
+		}
 		for {
 			need := 2
 			if p.hdrLen >= 2 {
-				need = headerSize(p.hdr[1])
+				need = headerSize(p.ctrl[1])
 			}
 			if int(p.hdrLen) == need {
 				break
@@ -241,12 +249,14 @@ func (p *frameParser) readHeader(in []byte) (consumed int, ok bool) {
 			if consumed == len(in) {
 				return consumed, false
 			}
-			c := copy(p.hdr[p.hdrLen:need], in[consumed:])
+			c := copy(p.ctrl[p.hdrLen:need], in[consumed:])
 			p.hdrLen += uint8(c)
 			consumed += c
 		}
-		h = p.hdr[:p.hdrLen]
+		var whole [maxFrameHeader]byte
+		h = whole[:copy(whole[:], p.ctrl[:p.hdrLen])]
 		p.hdrLen = 0
+		p.releaseHeaderBuf()
 	}
 	p.fin = h[0]&finBit != 0
 	p.rsv1 = h[0]&rsv1Bit != 0
@@ -279,6 +289,12 @@ func (p *frameParser) readHeader(in []byte) (consumed int, ok bool) {
 		p.remaining = int64(length)
 	}
 	return consumed, true
+}
+
+// releaseHeaderBuf gives back the buffer a split header was gathered in.
+func (p *frameParser) releaseHeaderBuf() {
+	ctrlBufPool.Put(p.ctrl)
+	p.ctrl = nil
 }
 
 // headerSize is the header size announced by the second header byte.

@@ -220,3 +220,23 @@ func TestParserHoldsNothingIdle(t *testing.T) {
 		t.Fatal("parser keeps a control buffer while idle")
 	}
 }
+
+// A frame header split across reads is gathered in a pooled buffer that
+// survives release between the reads (the event mode releases after
+// every turn) and is given back once the header is decoded.
+func TestParserSplitHeaderAcrossRelease(t *testing.T) {
+	frame := fr(opBinary, true, bytes.Repeat([]byte{5}, 300)).bytes(true) // 2+2+4 header bytes
+	p := newFrameParser(true, false, 1<<20)
+	n, ev, err := p.parse(frame[:3])
+	if err != nil || ev.kind != evNone || n != 3 || p.ctrl == nil {
+		t.Fatalf("first 3 bytes: %d %v %v (buffer held: %v)", n, ev.kind, err, p.ctrl != nil)
+	}
+	p.release()
+	n, ev, err = p.parse(frame[3:])
+	if err != nil || ev.kind != evData || n != len(frame)-3 || !bytes.Equal(ev.data, bytes.Repeat([]byte{5}, 300)) || !ev.fin {
+		t.Fatalf("rest: %d %v %v", n, ev.kind, err)
+	}
+	if p.ctrl != nil {
+		t.Fatal("parser keeps the header buffer once the header is decoded")
+	}
+}

@@ -108,12 +108,12 @@ func canonicalizeName(b []byte) {
 	}
 }
 
-// parseHead validates head (as returned by readHead: lines up to and
-// including the empty line) and returns its first line and header fields.
-// It rewrites header names in head to their canonical form.
-func parseHead(head []byte) (first string, header http.Header, err error) {
+// scanHead validates head (as returned by readHead: lines up to and
+// including the empty line) and rewrites its header names to their
+// canonical form in place. The start line and the fields are
+// head[start:end]; fields is the number of field lines.
+func scanHead(head []byte) (start, end, fields int, err error) {
 	// RFC 9112 §2.2: ignore empty lines before the request line.
-	start := 0
 	for start < len(head) {
 		line, next, _ := nextLine(head, start)
 		if len(line) != 0 {
@@ -123,19 +123,17 @@ func parseHead(head []byte) (first string, header http.Header, err error) {
 	}
 	firstLine, i, ok := nextLine(head, start)
 	if !ok || len(firstLine) == 0 {
-		return "", nil, fmt.Errorf("%w: missing start line", ErrMalformedHTTP)
+		return 0, 0, 0, fmt.Errorf("%w: missing start line", ErrMalformedHTTP)
 	}
 	for _, c := range firstLine {
 		if !validFieldValueByte(c) || c == '\t' {
-			return "", nil, fmt.Errorf("%w: invalid byte in start line", ErrMalformedHTTP)
+			return 0, 0, 0, fmt.Errorf("%w: invalid byte in start line", ErrMalformedHTTP)
 		}
 	}
-	// Pass 1: check every field line and canonicalise its name.
-	fields := 0
 	for {
 		line, next, ok := nextLine(head, i)
 		if !ok {
-			return "", nil, fmt.Errorf("%w: unterminated header", ErrMalformedHTTP)
+			return 0, 0, 0, fmt.Errorf("%w: unterminated header", ErrMalformedHTTP)
 		}
 		i = next
 		if len(line) == 0 {
@@ -143,50 +141,70 @@ func parseHead(head []byte) (first string, header http.Header, err error) {
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			// RFC 9112 §5.2: obsolete line folding is rejected.
-			return "", nil, fmt.Errorf("%w: folded header line", ErrMalformedHTTP)
+			return 0, 0, 0, fmt.Errorf("%w: folded header line", ErrMalformedHTTP)
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return "", nil, fmt.Errorf("%w: header line without a name", ErrMalformedHTTP)
+			return 0, 0, 0, fmt.Errorf("%w: header line without a name", ErrMalformedHTTP)
 		}
 		for _, c := range line[:colon] {
 			if !isTokenChar(c) { // also rejects space before the colon (RFC 9112 §5.1)
-				return "", nil, fmt.Errorf("%w: invalid header name", ErrMalformedHTTP)
+				return 0, 0, 0, fmt.Errorf("%w: invalid header name", ErrMalformedHTTP)
 			}
 		}
 		for _, c := range line[colon+1:] {
 			if !validFieldValueByte(c) {
-				return "", nil, fmt.Errorf("%w: invalid byte in header value", ErrMalformedHTTP)
+				return 0, 0, 0, fmt.Errorf("%w: invalid byte in header value", ErrMalformedHTTP)
 			}
 		}
 		canonicalizeName(line[:colon])
 		fields++
 	}
+	return start, i, fields, nil
+}
 
-	// Pass 2: one string for the whole head; names and values are
-	// substrings of it.
-	s := string(head[start:i])
-	first, i, _ = nextLine(s, 0)
+// headerField is one field line of a head checked by scanHead: its
+// canonical name and its value without surrounding whitespace.
+type headerField struct{ name, value string }
+
+// nextField returns the field line of a scanned head s starting at i and
+// the index after it; ok is false at the empty line that ends the head.
+func nextField(s string, i int) (f headerField, next int, ok bool) {
+	line, next, _ := nextLine(s, i)
+	if line == "" {
+		return f, next, false
+	}
+	colon := 0
+	for line[colon] != ':' {
+		colon++
+	}
+	return headerField{name: line[:colon], value: trimOWS(line[colon+1:])}, next, true
+}
+
+// parseHead validates head (see scanHead) and returns its first line and
+// header fields, with canonical names. The head is copied into one string
+// that every name and value is a substring of.
+func parseHead(head []byte) (first string, header http.Header, err error) {
+	start, end, fields, err := scanHead(head)
+	if err != nil {
+		return "", nil, err
+	}
+	s := string(head[start:end])
+	first, i, _ := nextLine(s, 0)
 	header = make(http.Header, fields)
 	backing := make([]string, fields)
 	for n := 0; ; n++ {
-		var line string
-		line, i, _ = nextLine(s, i)
-		if line == "" {
+		var f headerField
+		var ok bool
+		if f, i, ok = nextField(s, i); !ok {
 			break
 		}
-		colon := 0
-		for line[colon] != ':' {
-			colon++
-		}
-		name := line[:colon]
-		value := trimOWS(line[colon+1:])
-		if prev, ok := header[name]; ok {
-			header[name] = append(prev, value)
+		if prev, ok := header[f.name]; ok {
+			header[f.name] = append(prev, f.value)
 			continue
 		}
-		backing[n] = value
-		header[name] = backing[n : n+1 : n+1]
+		backing[n] = f.value
+		header[f.name] = backing[n : n+1 : n+1]
 	}
 	return first, header, nil
 }
@@ -212,6 +230,63 @@ func parseHTTPVersion(v string) (major, minor int, ok bool) {
 	return int(v[5] - '0'), int(v[7] - '0'), true
 }
 
+// requestLine is the request line of a handshake head.
+type requestLine struct {
+	method, target, proto string
+	major, minor          int
+}
+
+// parseRequestLine splits and checks a request line (RFC 9112 §3): a
+// token method, an origin-form or absolute-form target (the only forms
+// that make sense for a GET) and an HTTP version.
+func parseRequestLine(first string) (requestLine, error) {
+	var rl requestLine
+	// request-line = method SP request-target SP HTTP-version
+	sp1 := indexByteString(first, ' ')
+	if sp1 <= 0 {
+		return rl, fmt.Errorf("%w: bad request line", ErrMalformedHTTP)
+	}
+	method, rest := first[:sp1], first[sp1+1:]
+	sp2 := indexByteString(rest, ' ')
+	if sp2 <= 0 {
+		return rl, fmt.Errorf("%w: bad request line", ErrMalformedHTTP)
+	}
+	target, proto := rest[:sp2], rest[sp2+1:]
+	if !isToken(method) {
+		return rl, fmt.Errorf("%w: bad method", ErrMalformedHTTP)
+	}
+	major, minor, ok := parseHTTPVersion(proto)
+	if !ok {
+		return rl, fmt.Errorf("%w: bad HTTP version", ErrMalformedHTTP)
+	}
+	if target[0] != '/' && !hasSchemePrefix(target) {
+		return rl, fmt.Errorf("%w: bad request target", ErrMalformedHTTP)
+	}
+	return requestLine{method: method, target: target, proto: proto, major: major, minor: minor}, nil
+}
+
+// validOriginForm reports whether url.ParseRequestURI accepts target, an
+// origin-form request target ("/path?query") with no control bytes or
+// spaces (scanHead and parseRequestLine checked those): its only further
+// requirement is that every '%' in the path is followed by two hex
+// digits. It lets the handshake check a target without building a URL.
+func validOriginForm(target string) bool {
+	for i := 0; i < len(target) && target[i] != '?'; i++ {
+		if target[i] != '%' {
+			continue
+		}
+		if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 // parseRequest builds the *http.Request of a handshake head read by
 // AcceptConn. Errors wrap ErrMalformedHTTP and are answered with 400.
 func parseRequest(head []byte) (*http.Request, error) {
@@ -219,41 +294,23 @@ func parseRequest(head []byte) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	// request-line = method SP request-target SP HTTP-version
-	sp1 := indexByteString(first, ' ')
-	if sp1 <= 0 {
-		return nil, fmt.Errorf("%w: bad request line", ErrMalformedHTTP)
+	rl, err := parseRequestLine(first)
+	if err != nil {
+		return nil, err
 	}
-	method, rest := first[:sp1], first[sp1+1:]
-	sp2 := indexByteString(rest, ' ')
-	if sp2 <= 0 {
-		return nil, fmt.Errorf("%w: bad request line", ErrMalformedHTTP)
-	}
-	target, proto := rest[:sp2], rest[sp2+1:]
-	if !isToken(method) {
-		return nil, fmt.Errorf("%w: bad method", ErrMalformedHTTP)
-	}
-	major, minor, ok := parseHTTPVersion(proto)
-	if !ok {
-		return nil, fmt.Errorf("%w: bad HTTP version", ErrMalformedHTTP)
-	}
-	// Only origin-form and absolute-form make sense for a GET.
-	if target[0] != '/' && !hasSchemePrefix(target) {
-		return nil, fmt.Errorf("%w: bad request target", ErrMalformedHTTP)
-	}
-	u, err := url.ParseRequestURI(target)
+	u, err := url.ParseRequestURI(rl.target)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad request target: %w", ErrMalformedHTTP, err)
 	}
 	r := &http.Request{
-		Method:     method,
+		Method:     rl.method,
 		URL:        u,
-		Proto:      proto,
-		ProtoMajor: major,
-		ProtoMinor: minor,
+		Proto:      rl.proto,
+		ProtoMajor: rl.major,
+		ProtoMinor: rl.minor,
 		Header:     header,
 		Body:       http.NoBody,
-		RequestURI: target,
+		RequestURI: rl.target,
 	}
 	// As net/http does: Host moves from the header to r.Host, and an
 	// absolute-form target overrides it (RFC 9112 §3.2.2).
@@ -268,9 +325,9 @@ func parseRequest(head []byte) (*http.Request, error) {
 		r.Host = u.Host
 	}
 	if cl := header[hdrContentLength]; len(cl) > 0 {
-		n, err := strconv.ParseInt(cl[0], 10, 64)
-		if len(cl) > 1 || err != nil || n < 0 {
-			return nil, fmt.Errorf("%w: bad Content-Length", ErrMalformedHTTP)
+		n, err := parseContentLength(cl)
+		if err != nil {
+			return nil, err
 		}
 		r.ContentLength = n
 	}
@@ -279,6 +336,19 @@ func parseRequest(head []byte) (*http.Request, error) {
 		r.ContentLength = -1
 	}
 	return r, nil
+}
+
+// parseContentLength parses the values of a request's Content-Length
+// fields: one non-negative decimal number.
+func parseContentLength(values []string) (int64, error) {
+	if len(values) != 1 {
+		return 0, fmt.Errorf("%w: bad Content-Length", ErrMalformedHTTP)
+	}
+	n, err := strconv.ParseInt(values[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: bad Content-Length", ErrMalformedHTTP)
+	}
+	return n, nil
 }
 
 func indexByteString(s string, c byte) int {

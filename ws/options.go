@@ -57,6 +57,15 @@ type AcceptOptions struct {
 	MaxHeaderBytes int
 	// HandshakeTimeout bounds reading the request in AcceptConn. Default 10 s.
 	HandshakeTimeout time.Duration
+	// OmitRequest makes AcceptConn and AcceptConnBuffered return a nil
+	// *http.Request: the handshake is checked straight from the request
+	// head, exactly as otherwise, without building a request, its header
+	// map and URL. That is about 1 KB less garbage per connection, which
+	// after a burst of connections the process holds as heap until the
+	// next collections. Set it when the caller does not use the request.
+	// With CheckOrigin set the request is still built, for CheckOrigin
+	// alone. Accept ignores it. Default false.
+	OmitRequest bool
 	// Conn holds the connection's runtime options.
 	Conn ConnOptions
 }

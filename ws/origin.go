@@ -8,17 +8,17 @@ import (
 	"strings"
 )
 
-// checkOrigin applies the Origin policy of opts to r (RFC 6455 §4.2.2
-// step 4, §10.2). Without CheckOrigin it allows requests without an Origin
+// checkOrigin applies the Origin policy of opts to a request for host
+// with the given Origin header values (RFC 6455 §4.2.2 step 4, §10.2);
+// req is what opts.CheckOrigin is called with. Without CheckOrigin it allows requests without an Origin
 // header (non-browser clients), origins whose host[:port] equals the
 // request's Host, and origins matching one of OriginPatterns, all compared
 // case-insensitively. An invalid pattern is a configuration error, reported
 // so the caller can see it.
-func checkOrigin(r *http.Request, opts *AcceptOptions) (bool, error) {
+func checkOrigin(host string, origin []string, req *http.Request, opts *AcceptOptions) (bool, error) {
 	if opts.CheckOrigin != nil {
-		return opts.CheckOrigin(r), nil
+		return opts.CheckOrigin(req), nil
 	}
-	origin := r.Header[hdrOrigin]
 	if len(origin) == 0 {
 		return true, nil
 	}
@@ -29,12 +29,12 @@ func checkOrigin(r *http.Request, opts *AcceptOptions) (bool, error) {
 	if err != nil || u.Host == "" {
 		return false, nil // includes the opaque origin "null"
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(u.Host, host) {
 		return true, nil
 	}
-	host := strings.ToLower(u.Host)
+	originHost := strings.ToLower(u.Host)
 	for _, pattern := range opts.OriginPatterns {
-		ok, err := path.Match(strings.ToLower(pattern), host)
+		ok, err := path.Match(strings.ToLower(pattern), originHost)
 		if err != nil {
 			return false, fmt.Errorf("ws: origin pattern %q: %w", pattern, err)
 		}

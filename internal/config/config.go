@@ -111,6 +111,23 @@ type Config struct {
 	Broker Broker `yaml:"broker"`
 	Demo   Demo   `yaml:"demo"`
 	Debug  Debug  `yaml:"debug"`
+	Memory Memory `yaml:"memory"`
+}
+
+// Memory configures how the process hands memory back to the operating
+// system.
+type Memory struct {
+	// ReleaseAfterBurst: once the number of connections has changed by a
+	// burst (at least 1,000 and a tenth of the count at the last release)
+	// and has then been steady (moved by less than a tenth of that) for
+	// this long, the server collects garbage (two cycles, so that pooled
+	// buffers sized for the burst go too) and returns the free heap to
+	// the OS (runtime/debug.FreeOSMemory). Without it the memory a
+	// connection storm grew the heap to stays resident while the
+	// connections sit idle. The collections run concurrently with the
+	// rest of the process; they cost CPU in proportion to the live heap,
+	// once per settled burst. 0 turns it off. Default 5s.
+	ReleaseAfterBurst time.Duration `yaml:"release_after_burst"`
 }
 
 // Debug holds diagnostics for operators; everything is off by default.
@@ -172,11 +189,11 @@ type Queue struct {
 	Bytes    int `yaml:"bytes"`
 	Messages int `yaml:"messages"`
 	// WriteDelay paces writes to each client socket: a message queued
-	// less than WriteDelay after that client's previous write waits until
-	// WriteDelay has passed since it, and what was queued meanwhile leaves
-	// in one system call. Clients that receive messages less often than
-	// once per WriteDelay are never delayed. 0 turns pacing off; at most
-	// MaxWriteDelay.
+	// less than two thirds of WriteDelay after that client's previous
+	// write was due waits until WriteDelay has passed since then, and what
+	// was queued meanwhile leaves in one system call. Clients that receive
+	// fewer than 1.5 messages per WriteDelay (20/s at the default 75ms)
+	// are never delayed. 0 turns pacing off; at most MaxWriteDelay.
 	WriteDelay time.Duration `yaml:"write_delay"`
 }
 
@@ -279,7 +296,7 @@ func Default() *Config {
 		ConnectTimeout:   10 * time.Second,
 		MaxMessageSize:   64 << 10,
 		MaxSubscriptions: 128,
-		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024, WriteDelay: 50 * time.Millisecond},
+		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024, WriteDelay: 75 * time.Millisecond},
 		Compression:      Compression{Enabled: false, Threshold: 256},
 		History:          History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
 		Namespaces:       DefaultNamespaces(),
@@ -287,6 +304,7 @@ func Default() *Config {
 		ShutdownTimeout:  10 * time.Second,
 		Broker:           Broker{Type: "memory", Redis: RedisBroker{Prefix: "herald"}},
 		Demo:             Demo{Enabled: true},
+		Memory:           Memory{ReleaseAfterBurst: 5 * time.Second},
 	}
 }
 
@@ -420,6 +438,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.ClientQueue.WriteDelay; d < 0 || d > MaxWriteDelay {
 		return fmt.Errorf("client_queue.write_delay: %s out of range 0..%s", d, MaxWriteDelay)
+	}
+	if c.Memory.ReleaseAfterBurst < 0 {
+		return fmt.Errorf("memory.release_after_burst: negative (%s)", c.Memory.ReleaseAfterBurst)
 	}
 	if c.Compression.Threshold < 1 {
 		return fmt.Errorf("compression.threshold: %d below 1", c.Compression.Threshold)

@@ -169,6 +169,7 @@ func TestValidate(t *testing.T) {
 		"negative write delay":  func(c *Config) { c.ClientQueue.WriteDelay = -time.Millisecond },
 		"huge write delay":      func(c *Config) { c.ClientQueue.WriteDelay = MaxWriteDelay + time.Millisecond },
 		"negative threshold":    func(c *Config) { c.Compression.Threshold = -1 },
+		"negative release":      func(c *Config) { c.Memory.ReleaseAfterBurst = -time.Second },
 		"zero max limit":        func(c *Config) { c.History.MaxLimit = 0 },
 		"duplicate namespace":   func(c *Config) { c.Namespaces = append(c.Namespaces, Namespace{Name: "chat"}) },
 		"namespace with colon":  func(c *Config) { c.Namespaces = append(c.Namespaces, Namespace{Name: "a:b"}) },
@@ -450,6 +451,31 @@ func TestDevModeTCPListen(t *testing.T) {
 	}
 	if c.TCPListen != "" {
 		t.Fatalf("with a configuration file tcp_listen = %q, want it off unless configured", c.TCPListen)
+	}
+}
+
+func TestMemoryReleaseAfterBurst(t *testing.T) {
+	if d := Default().Memory.ReleaseAfterBurst; d != 5*time.Second {
+		t.Fatalf("default memory.release_after_burst %s, want 5s", d)
+	}
+	for _, tc := range []struct {
+		opts LoadOptions
+		want time.Duration
+	}{
+		{LoadOptions{Environ: []string{"HERALD_MEMORY_RELEASE_AFTER_BURST=0s"}}, 0},
+		{LoadOptions{Flags: []Setting{{Key: "memory.release_after_burst", Value: "30s"}}}, 30 * time.Second},
+	} {
+		c, err := Load(tc.opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.opts, err)
+		}
+		if c.Memory.ReleaseAfterBurst != tc.want {
+			t.Errorf("%+v: release_after_burst %s, want %s", tc.opts, c.Memory.ReleaseAfterBurst, tc.want)
+		}
+	}
+	_, err := Load(LoadOptions{Environ: []string{"HERALD_MEMORY_RELEASE_AFTER_BURST=-1s"}})
+	if err == nil || !strings.Contains(err.Error(), "memory.release_after_burst") {
+		t.Fatalf("-1s accepted or badly reported: %v", err)
 	}
 }
 

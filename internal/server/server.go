@@ -359,6 +359,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Demo.Enabled {
 		s.goLocked(func() { s.node.runDemo(bg) })
 	}
+	if d := s.cfg.Memory.ReleaseAfterBurst; d > 0 {
+		r := &memoryReleaser{conns: s.node.sessions.Len, release: releaseMemory, settle: d, log: s.log}
+		s.goLocked(func() { r.run(bg) })
+	}
 	s.ready.Store(true)
 	httpURL, wsURL := s.urlsLocked()
 	attrs := []any{"version", s.version, "node", s.cfg.Node, "http", httpURL, "ws", wsURL}
@@ -528,7 +532,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		}
 	}
 	if cancel != nil {
-		cancel() // demo ticker
+		cancel() // demo ticker, memory releaser
 	}
 	// Clients first, spread over the drain window; a client reconnecting
 	// meanwhile finds the listener closed and tries another node.

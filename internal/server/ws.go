@@ -18,6 +18,10 @@ func (n *node) newWSHandler() (*wstransport.Handler, error) {
 		Metrics:        n.metrics.Transport(wstransport.TransportName),
 		Accept: ws.AcceptOptions{
 			OriginPatterns: n.cfg.AllowedOrigins,
+			// The handler uses no request: the handshake is checked
+			// from its head without building one (no garbage per
+			// connection beyond the connection's own state).
+			OmitRequest: true,
 			Conn: ws.ConnOptions{
 				QueueBytes:    n.cfg.ClientQueue.Bytes,
 				QueueMessages: n.cfg.ClientQueue.Messages,
