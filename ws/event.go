@@ -212,7 +212,10 @@ func (c *Conn) closeEvent(code StatusCode, reason string) error {
 // bytes read and dispatches what it emits.
 func (e *eventConn) OnData(pc *netpoll.Conn, data []byte) {
 	c := (*Conn)(e)
-	if pc != nil {
+	if pc != nil && c.pc.Load() != pc {
+		// Only the first call can find it unset (data may arrive before
+		// Register has returned to Serve); a store on every read would
+		// cost a write barrier each.
 		c.pc.Store(pc)
 	}
 	if c.stop {

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -94,6 +95,14 @@ type latencyShard struct {
 	step   *hdrhistogram.Histogram
 	second *hdrhistogram.Histogram
 	_      [32]byte // keep shards' locks on separate cache lines
+}
+
+// latencyShards is the number of shards a run records into: enough that
+// the goroutines running at once (at most GOMAXPROCS) rarely share one,
+// and no more, since every shard's histograms are merged and reset once
+// per second (each walks all its buckets, tens of thousands).
+func latencyShards() int {
+	return 4 * runtime.GOMAXPROCS(0)
 }
 
 func newLatencyRecorder(shards int) *latencyRecorder {

@@ -217,6 +217,7 @@ func (l *loop) run() {
 	defer l.ep.wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	ready := make([]readyConn, 0, len(events))
+	sched := make([]*Conn, 0, len(events))
 	w := &worker{} // for turns run inline
 	var n int
 	var werr error
@@ -278,9 +279,19 @@ func (l *loop) run() {
 				return
 			}
 		} else {
+			// One work-queue lock and at most one wake-up per idle
+			// worker for the whole batch, rather than a lock and a
+			// signal per ready connection.
 			for _, r := range ready {
-				r.c.notify(r.bits)
+				es := &r.c.epoll
+				es.pending.Or(r.bits)
+				if es.sched.CompareAndSwap(0, 1) {
+					sched = append(sched, r.c)
+				}
 			}
+			l.ep.work.pushBatch(sched)
+			clear(sched)
+			sched = sched[:0]
 		}
 		clear(ready)
 		ready = ready[:0]
@@ -689,7 +700,9 @@ func (c *Conn) flush(w *worker) {
 		c.shutdown(err)
 		return
 	}
-	if !drained {
+	if !drained || c.closeReq.Load() != closeAfterFlush {
+		// closeReq is set before the flush it requests is scheduled, so
+		// a CloseAfterFlush this load misses has a flush of its own.
 		return
 	}
 	c.mu.Lock()
@@ -762,12 +775,15 @@ func (c *Conn) writeQueued(w *worker, pace bool) (drained bool, err error) {
 				now = c.p.recentNow()
 			}
 			c.mu.Lock()
-			c.out.consume(n)
-			c.writtenTotal += uint64(n)
+			empty := c.consumeLocked(n, now)
 			written := c.writtenTotal
-			c.lastWrite = now
 			c.mu.Unlock()
 			c.wrote(n, written)
+			if empty && err == nil {
+				// The common case, one write taking everything: done
+				// without taking the lock again to find the queue empty.
+				return true, nil
+			}
 		}
 		switch {
 		case err == nil:

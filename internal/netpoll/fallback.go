@@ -223,11 +223,11 @@ func (c *Conn) flushLoop() {
 			}
 			c.mu.Lock()
 			if !c.done {
-				c.out.consume(n)
+				c.consumeLocked(n, now)
+			} else {
+				c.writtenTotal += uint64(n)
 			}
-			c.writtenTotal += uint64(n)
 			written := c.writtenTotal
-			c.lastWrite = now
 			c.mu.Unlock()
 			c.wrote(n, written)
 		}

@@ -7,10 +7,12 @@ import (
 
 // Write pacing (Options.WriteDelay).
 //
-// A message queued on an empty queue less than the delay D after the
-// connection's previous write is not flushed at once: the connection goes
-// on a hold wheel and its flush is scheduled when D has passed since that
-// write, so everything queued meanwhile leaves in one writev. A wheel is
+// A message queued on an empty queue less than holdWindow(D) (2/3 of the
+// delay D) after the connection's previous write is not flushed at once:
+// the connection goes on a hold wheel and its flush is scheduled when D
+// has passed since that write, so everything queued meanwhile leaves in
+// one writev. The previous write counts from when it was due
+// (outQueue.due), not from when it reached the socket. A wheel is
 // shared by many connections (one per epoll loop, one for the fallback
 // connections): a ring of slots of holdTick each, and one timer that is
 // armed only while some connection is held. A connection is on at most one
@@ -235,19 +237,32 @@ func (c *Conn) holdLocked() bool {
 		return false
 	}
 	due := c.lastWrite + d
-	if c.p.recentNow() >= due {
-		return false // D has passed: no need to read the clock
+	busyUntil := c.lastWrite + holdWindow(d)
+	if c.p.recentNow() >= busyUntil {
+		return false // past the window: no need to read the clock
 	}
 	now := c.p.now()
-	if now >= due {
+	if now >= busyUntil {
 		return false
 	}
 	if !c.wheel().hold(c, now, due) {
 		return false
 	}
 	c.held = true
+	c.out.due = due
 	return true
 }
+
+// holdWindow is how long after a write a message queued on an empty queue
+// is held (until d after that write): 2/3 of d; a message queued later is
+// written at once. For a steady stream of one message per T, a hold pays
+// only if the next message arrives before it ends. With T between 2/3 d
+// and d, holding would mostly delay messages without batching them: each
+// hold ends later relative to the next arrival, so holds grow message
+// after message until, near T, two messages finally share a write. Below
+// 2/3 d a stream's messages leave at least two per write after at most
+// two holds.
+func holdWindow(d int64) int64 { return d * 2 / 3 }
 
 // wheel returns the hold wheel c's pacing uses.
 func (c *Conn) wheel() *holdWheel {

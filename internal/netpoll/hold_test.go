@@ -254,6 +254,83 @@ func TestPacingKeepsHolding(t *testing.T) {
 	}
 }
 
+// TestPacingMeasuresFromDue: the delay runs from when the previous write
+// was due (its message queued, or its hold ended), not from when it
+// reached the socket, so a write that waited for a worker does not hold
+// the next message longer.
+func TestPacingMeasuresFromDue(t *testing.T) {
+	p := newPoller(Options{WriteDelay: testDelay})
+	fc := newFakeClock()
+	p.clk = fc
+	t.Cleanup(func() { _ = p.Close() })
+	c := &Conn{p: p, fd: -1, maxBytes: 1 << 20, maxMsgs: 16}
+	queue := func(m string) {
+		c.out.push([][]byte{[]byte(m)}, len(m))
+		if c.out.due == 0 {
+			c.out.due = p.recentNow()
+		}
+	}
+
+	t0 := p.now()
+	c.mu.Lock()
+	queue("a")
+	c.mu.Unlock()
+	// "a" reaches the socket 5ms after it was queued.
+	fc.advance(5 * time.Millisecond)
+	c.mu.Lock()
+	if !c.consumeLocked(1, p.now()) {
+		t.Fatal("queue not empty after writing its only message")
+	}
+	if c.lastWrite != t0 {
+		t.Fatalf("last write stamped %v after the message was queued, want 0", time.Duration(c.lastWrite-t0))
+	}
+	c.mu.Unlock()
+
+	// Queued now, 5ms after "a" was due (within 2/3 of the delay): held
+	// until 10ms after that, not 10ms after "a" reached the socket.
+	c.mu.Lock()
+	queue("b")
+	held := c.holdLocked()
+	due := c.out.due
+	c.mu.Unlock()
+	if !held || due != t0+int64(testDelay) {
+		t.Fatalf("queued 5ms after a write due at 0: held %v until %v, want held until %v", held, time.Duration(due-t0), testDelay)
+	}
+}
+
+// TestPacingLateMessageWrittenAtOnce: a message queued 2/3 of the delay
+// or more after the previous write is not held (holding it would seldom
+// batch it with the next); one queued just before is.
+func TestPacingLateMessageWrittenAtOnce(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			c, client, h, fc := pacedConn(t, path)
+			writeAndRead(t, c, client, "a")
+			fc.advance(testDelay * 2 / 3)
+			before := h.writeCalls()
+			writeAndRead(t, c, client, "b") // the clock does not move meanwhile
+			if isHeld(c) || fc.armed() {
+				t.Fatal("a message queued 2/3 of the delay after a write was held")
+			}
+			if n := h.writeCalls() - before; n != 1 {
+				t.Fatalf("%d writes, want 1", n)
+			}
+			fc.advance(testDelay*2/3 - time.Nanosecond)
+			if err := c.Write([]byte("c")); err != nil {
+				t.Fatal(err)
+			}
+			if !isHeld(c) {
+				t.Fatal("a message queued just under 2/3 of the delay after a write was not held")
+			}
+			fc.advance(testDelay - (testDelay*2/3 - time.Nanosecond))
+			if got := readFull(t, client, 1); string(got) != "c" {
+				t.Fatalf("read %q after the delay", got)
+			}
+			waitFlushed(t, c)
+		})
+	}
+}
+
 // TestPacingCloseWhileHeld: Close drops held messages and a later release
 // finds nothing to do; CloseAfterFlush writes them at once.
 func TestPacingCloseWhileHeld(t *testing.T) {

@@ -54,13 +54,19 @@
 // A write system call costs the same for one small frame as for several,
 // so a connection that receives a steady stream (a subscriber of a busy
 // channel) is cheaper to serve in batches. With Options.WriteDelay (or
-// SetWriteDelay) D > 0, a message queued on an empty queue less than D
-// after the connection's previous write is held until D has passed since
-// that write, and everything queued meanwhile leaves in the same writev.
-// A connection that receives messages less often than once per D sees no
-// added latency at all (its messages are written as soon as a worker gets
-// to them); a busy one gets at most D added to a message's latency, and
-// about rate x D messages per system call. Holds cost no goroutine and no
+// SetWriteDelay) D > 0, a message queued on an empty queue less than 2/3
+// of D after the connection's previous write is held until D has passed
+// since that write, and everything queued meanwhile leaves in the same
+// writev. Time runs from when that write was due (its first message was
+// queued, or its hold ended), not from when a busy worker got to it: the
+// time a write waits in the work queue (a subscriber near the end of a
+// large fan-out) never turns into a hold of the next message. A message
+// queued later than 2/3 of D is written at once: holding it would seldom
+// batch it with the next one, and at such rates holds would only grow.
+// A connection that receives fewer than 1.5 messages per D sees no added
+// latency at all (its messages are written as soon as a worker gets to
+// them); a busier one gets at most D added to a message's latency, and
+// about rate x D messages per system call, at least two. Holds cost no goroutine and no
 // timer per connection: each epoll loop (and the fallback path) has one
 // hold wheel, a ring of half-millisecond slots with one timer that is
 // armed only while some connection is held; an idle connection pays 8
@@ -204,12 +210,13 @@ type Options struct {
 	// Write or one WriteBuffers call is one message). Default 4096.
 	QueueMessages int
 	// WriteDelay paces each connection's writes (see "Write pacing"): a
-	// message queued less than WriteDelay after the connection's previous
-	// write waits until WriteDelay has passed since that write, and
-	// everything queued meanwhile leaves in the same write. A connection
-	// that receives messages less often than once per WriteDelay never
-	// waits; a busy one gets at most WriteDelay added to a message's
-	// latency and about rate x WriteDelay messages per system call.
+	// message queued less than 2/3 of WriteDelay after the connection's
+	// previous write (counted from when that write was due) waits until
+	// WriteDelay has passed since that write, and everything queued
+	// meanwhile leaves in the same write. A connection that receives
+	// fewer than 1.5 messages per WriteDelay never waits; a busier one
+	// gets at most WriteDelay added to a message's latency and about
+	// rate x WriteDelay messages per system call.
 	// Default 0: every message is flushed as soon as a worker gets to it.
 	// Values above MaxWriteDelay are reduced to it. SetWriteDelay changes
 	// it later.
@@ -591,9 +598,9 @@ type Conn struct {
 	// queuedTotal and writtenTotal count every byte ever accepted by
 	// WriteBuffers and written to the socket (see Totals).
 	queuedTotal, writtenTotal uint64
-	// lastWrite is when the last write that moved bytes ended, by
-	// Poller.recentNow (never later than the truth; 0: none yet, or
-	// pacing was off). Write pacing measures from it.
+	// lastWrite is when the last write that moved bytes was due (see
+	// outQueue.due; never later than when it ended), by Poller.recentNow
+	// (0: none yet, or pacing was off). Write pacing measures from it.
 	lastWrite int64
 	timer     *time.Timer // CloseAfterFlush deadline
 
@@ -634,7 +641,7 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.out.bytes+n > int(c.maxBytes) || c.out.msgs+1 > int(c.maxMsgs) {
+	if c.out.bytes+n > int(c.maxBytes) || c.out.msgs+1 > c.maxMsgs {
 		c.mu.Unlock()
 		c.p.stats.queueFull.Add(1)
 		return ErrQueueFull
@@ -645,6 +652,9 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 	// A non-empty queue already has a flush scheduled (or a flusher
 	// running), is waiting for EPOLLOUT, or is held by pacing.
 	kick := wasEmpty && !c.holdLocked()
+	if wasEmpty && c.out.due == 0 && c.p.writeDelay.Load() > 0 {
+		c.out.due = c.p.recentNow() // no new hold set it: due now
+	}
 	startFlusher := kick && c.fd < 0 && c.fallbackClaimFlusher()
 	c.mu.Unlock()
 	c.p.stats.writeMsgs.Add(1)
@@ -679,11 +689,40 @@ func (c *Conn) wrote(n int, written uint64) {
 	}
 }
 
+// consumeLocked drops n written bytes from the queue and, with write
+// pacing on (now is then Poller.recentNow), records when this write was
+// due as the connection's last write: pacing measures from it, so the
+// time a write waited for a worker does not delay the next one. It
+// reports whether the queue is now empty. Called with c.mu held.
+func (c *Conn) consumeLocked(n int, now int64) (empty bool) {
+	due := c.out.due
+	c.out.consume(n)
+	c.writtenTotal += uint64(n)
+	switch {
+	case now == 0:
+		c.lastWrite = 0
+	case due == 0:
+		c.lastWrite = now
+	default:
+		// A reply's turn may write a held message before its hold ends.
+		c.lastWrite = min(due, now)
+	}
+	if c.out.msgs == 0 {
+		return true
+	}
+	if now != 0 {
+		// What is left was queued during the write, or is the rest of
+		// a partial one: due now, unless pacing holds it.
+		c.out.due = now
+	}
+	return false
+}
+
 // Queued reports the bytes and messages waiting in the outbound queue.
 func (c *Conn) Queued() (bytes, msgs int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.bytes, c.out.msgs
+	return c.out.bytes, int(c.out.msgs)
 }
 
 // Close closes the connection now, dropping anything still queued. It

@@ -13,10 +13,16 @@ type outEntry struct {
 // backing array comes from a pool while the queue is non-empty and goes
 // back when it drains, so an idle connection holds none.
 type outQueue struct {
-	ents  *[]outEntry
-	head  int
-	bytes int // unsent bytes
-	msgs  int // messages with at least one unsent byte
+	ents *[]outEntry
+	// due is when the oldest unsent message's write was due, by
+	// Poller.recentNow: when it was queued on an empty queue, or when the
+	// write-pacing hold that kept it ends (0: unknown, or pacing off).
+	// Write pacing measures from it rather than from when a worker got
+	// to the write, so a wait in the work queue never turns into a hold.
+	due   int64
+	bytes int   // unsent bytes
+	head  int32 // index of the first unsent entry
+	msgs  int32 // messages with at least one unsent byte
 }
 
 const (
@@ -83,7 +89,7 @@ func (q *outQueue) consume(n int) {
 		*e = outEntry{}
 		q.head++
 	}
-	if q.head == len(ents) {
+	if int(q.head) == len(ents) {
 		q.release()
 	}
 }
@@ -107,4 +113,5 @@ func (q *outQueue) release() {
 	}
 	q.ents = nil
 	q.head = 0
+	q.due = 0
 }
