@@ -27,8 +27,10 @@ Modes:
   fanout  subscribe --conns connections to --channels channels (and a shared
           one with --shared), publish at --rate (or at each of --rate
           R1,R2,...), or ramp with --ramp FROM:TO:STEP, for --step each,
-          through the server API or --publish-via ws (--publish-window
-          commands in flight per connection). A step passes with no loss,
+          through the server API (one request per publication, or with
+          --publish-batch one /api/batch request per interval) or
+          --publish-via ws (--publish-window commands in flight per
+          connection). A step passes with no loss,
           duplicates or errors, the target rate reached and p99 within
           --max-p99; the ramp stops at the first step with loss, duplicates,
           errors or a missed rate, and after --p99-stop consecutive steps
@@ -87,6 +89,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&cfg.Step, "step", 10*time.Second, "`duration` of each rate step (fanout)")
 	fs.StringVar(&cfg.PublishVia, "publish-via", "http", "publish through the server API (`http`) or client connections (ws)")
 	fs.StringVar(&cfg.PublishURL, "publish-url", "", "publish endpoint `URL` (default: derived from --url)")
+	fs.DurationVar(&cfg.PublishBatchInterval, "publish-batch", 0, "send the publications due within each `interval` as one POST /api/batch request (--publish-via http; 0: one request each)")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "server API `key` (default: env HERALD_API_KEY)")
 	fs.IntVar(&cfg.Publishers, "publishers", 8, "concurrent `publishers`")
 	fs.IntVar(&cfg.PayloadSize, "size", 0, "publication data size in `bytes` (default 100; echo 1024)")

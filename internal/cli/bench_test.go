@@ -118,6 +118,25 @@ func TestBenchPublishViaWebSocket(t *testing.T) {
 	}
 }
 
+// TestBenchPublishBatches publishes through herald's /api/batch: every
+// publication of every batch is delivered once and counted.
+func TestBenchPublishBatches(t *testing.T) {
+	s := startBenchServer(t)
+	code, res, out := runBench(t, "--url", "ws://"+s.Addr()+"/ws", "--api-key", s.APIKey(), "--conns", "10", "--channels", "10", "--shared",
+		"--publish-batch", "5ms", "--publishers", "2", "--rate", "400", "--step", "1s", "--json", "--max-p99", "1m")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	st := res.Steps[0]
+	if st.Published < 300 || st.PublishErrors != 0 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 {
+		t.Fatalf("step %+v", st)
+	}
+	if code, _, out := runBench(t, "--url", "ws://"+s.Addr()+"/ws", "--publish-via", "ws", "--publish-batch", "5ms"); code == 0 ||
+		!strings.Contains(out, "batch") {
+		t.Fatalf("batches over ws: exit %d: %s", code, out)
+	}
+}
+
 func TestBenchEchoAndIdle(t *testing.T) {
 	s := startBenchServer(t)
 	url := "ws://" + s.Addr() + "/ws"

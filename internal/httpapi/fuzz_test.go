@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 // FuzzAPI sends arbitrary bodies to every method. Whatever the body, the
@@ -41,6 +43,62 @@ func FuzzAPI(f *testing.F) {
 			var e errorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == 0 || e.Error.Message == "" {
 				t.Fatalf("error response %q", rec.Body)
+			}
+		}
+	})
+}
+
+// FuzzBatch sends arbitrary batch bodies. The answer is 200 with exactly
+// one reply per command, each either a result or an error with a code and
+// a message, or a 400/413 JSON error; never more commands than the limit.
+func FuzzBatch(f *testing.F) {
+	f.Add(`{"commands":[{"publish":{"channel":"ok:a","data":1}},{"publish":{"channel":"nope:a","data":2}}]}`)
+	f.Add(`{"commands":[{"batch":{"commands":[]}},{"info":{}},{}]}`)
+	f.Add(`{"commands":[{"broadcast":{"channels":["ok:a","down:b"],"data":null}},{"info":null,"channels":{}}]}`)
+	f.Add(`{"commands":[1,2]}`)
+	const limit = 8
+	api, err := New(newFake(), Options{APIKey: testKey, MaxBodyBytes: 4096, MaxBatchCommands: limit, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/api/batch", strings.NewReader(body))
+		req.Header.Set("X-API-Key", testKey)
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 400, 413:
+			var e errorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == 0 || e.Error.Message == "" {
+				t.Fatalf("error response %q", rec.Body)
+			}
+			return
+		case 200:
+		default:
+			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
+		}
+		var in struct{ Commands []json.RawMessage }
+		if err := json.Unmarshal([]byte(body), &in); err != nil {
+			t.Fatalf("accepted a body encoding/json refuses (%v): %q", err, body)
+		}
+		var out struct {
+			Replies []map[string]json.RawMessage
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("response %q: %v", rec.Body, err)
+		}
+		if len(out.Replies) != len(in.Commands) || len(out.Replies) == 0 || len(out.Replies) > limit {
+			t.Fatalf("%d replies for %d commands: %q", len(out.Replies), len(in.Commands), body)
+		}
+		for i, r := range out.Replies {
+			_, res := r["result"]
+			e, isErr := r["error"]
+			if res == isErr || len(r) != 1 {
+				t.Fatalf("reply %d is not one result or one error: %v", i, r)
+			}
+			var we wire.Error
+			if isErr && (json.Unmarshal(e, &we) != nil || we.Code == 0 || we.Message == "") {
+				t.Fatalf("reply %d: error %s", i, e)
 			}
 		}
 	})

@@ -19,6 +19,11 @@
 //	503  the broker is unavailable (retry later)
 //	500  anything else (logged)
 //
+// POST /api/batch runs a list of commands ({"publish": {...}}: the method
+// name and the body of that method's own endpoint) in order and answers
+// one result or error per command, so busy backends pay one request for
+// many publications.
+//
 // Publication and message data pass through as raw JSON: the request's data
 // value is forwarded byte for byte (after the decoder validated it) and is
 // never decoded into Go values; responses carry stored data compacted. The endpoints and their bodies are documented in
@@ -108,8 +113,12 @@ type Options struct {
 	MaxHistoryLimit int
 	// MaxBroadcastChannels bounds the channels of one broadcast. Default 1000.
 	MaxBroadcastChannels int
+	// MaxBatchCommands bounds the commands of one batch request; a body
+	// with more is refused (400) before the rest is decoded. Default 1000.
+	MaxBatchCommands int
 	// Timeout bounds reading each request's body and its calls into the
-	// backend (and, doubled, writing the response). Default 10 s.
+	// backend, all the commands of a batch together (and, doubled,
+	// writing the response). Default 10 s.
 	Timeout time.Duration
 	// Metrics, when set, counts requests by method and status.
 	Metrics *metrics.Metrics
@@ -139,6 +148,9 @@ func New(b Backend, opts Options) (*API, error) {
 	if opts.MaxBroadcastChannels <= 0 {
 		opts.MaxBroadcastChannels = 1000
 	}
+	if opts.MaxBatchCommands <= 0 {
+		opts.MaxBatchCommands = 1000
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
@@ -147,17 +159,20 @@ func New(b Backend, opts Options) (*API, error) {
 	}
 	a := &API{b: b, opts: opts, keyHash: sha256.Sum256([]byte(opts.APIKey))}
 	a.handlers = map[string]func(context.Context, []byte) (any, error){
-		"publish":        a.publish,
-		"broadcast":      a.broadcast,
-		"send":           a.send,
-		"presence":       a.presence,
-		"presence_stats": a.presenceStats,
-		"history":        a.history,
-		"unsubscribe":    a.unsubscribe,
-		"disconnect":     a.disconnect,
-		"channels":       a.channels,
-		"info":           a.info,
+		"publish":        endpoint(a.publish),
+		"broadcast":      endpoint(a.broadcast),
+		"send":           endpoint(a.send),
+		"presence":       endpoint(a.presence),
+		"presence_stats": endpoint(a.presenceStats),
+		"history":        endpoint(a.history),
+		"unsubscribe":    endpoint(a.unsubscribe),
+		"disconnect":     endpoint(a.disconnect),
+		"channels":       endpoint(a.channels),
+		"info":           endpoint(a.info),
 	}
+	// Added after the map is complete: batch dispatches through it and
+	// refuses itself.
+	a.handlers[batchMethod] = a.batch
 	return a, nil
 }
 

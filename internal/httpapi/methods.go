@@ -22,11 +22,7 @@ type positionJSON struct {
 	Epoch  string `json:"epoch"`
 }
 
-func (a *API) publish(ctx context.Context, body []byte) (any, error) {
-	var req publishRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) publish(ctx context.Context, req *publishRequest) (any, error) {
 	if err := requireChannel(req.Channel); err != nil {
 		return nil, err
 	}
@@ -54,11 +50,7 @@ type broadcastResult struct {
 // broadcast publishes to several channels: an invalid channel fails the
 // whole request before anything is published; afterwards each channel
 // reports its own outcome and one failure does not undo the others.
-func (a *API) broadcast(ctx context.Context, body []byte) (any, error) {
-	var req broadcastRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) broadcast(ctx context.Context, req *broadcastRequest) (any, error) {
 	if len(req.Channels) == 0 {
 		return nil, badRequest("channels is required")
 	}
@@ -84,7 +76,7 @@ func (a *API) broadcast(ctx context.Context, body []byte) (any, error) {
 	for i, ch := range req.Channels {
 		out[i].Channel = ch
 		if o := outcomes[i]; o.Err != nil {
-			out[i].Error = a.wireError(o.Err)
+			out[i].Error = a.wireError("broadcast", o.Err)
 		} else {
 			out[i].Result = &positionJSON{Offset: o.Position.Offset, Epoch: o.Position.Epoch}
 		}
@@ -94,8 +86,9 @@ func (a *API) broadcast(ctx context.Context, body []byte) (any, error) {
 	}{out}, nil
 }
 
-// wireError reduces err to the code and message a per-item result shows.
-func (a *API) wireError(err error) *wire.Error {
+// wireError reduces err to the code and message a per-item result of
+// method (a broadcast's channel, a batch's command) shows.
+func (a *API) wireError(method string, err error) *wire.Error {
 	var we *wire.Error
 	switch {
 	case errors.Is(err, hub.ErrBrokerUnavailable):
@@ -105,7 +98,7 @@ func (a *API) wireError(err error) *wire.Error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return &wire.Error{Code: wire.ErrInternal, Message: "timed out, retry later", Temporary: true}
 	}
-	a.opts.Logger.Error("server API broadcast item failed", "error", err)
+	a.opts.Logger.Error("server API item failed", "method", method, "error", err)
 	return &wire.Error{Code: wire.ErrInternal, Message: "internal error", Temporary: true}
 }
 
@@ -116,11 +109,7 @@ type sendRequest struct {
 
 type empty struct{}
 
-func (a *API) send(ctx context.Context, body []byte) (any, error) {
-	var req sendRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) send(ctx context.Context, req *sendRequest) (any, error) {
 	if req.User == "" {
 		return nil, badRequest("user is required")
 	}
@@ -152,11 +141,7 @@ func clientInfo(ci *wire.ClientInfo) *clientInfoJSON {
 	return &clientInfoJSON{Client: ci.Client, User: ci.User, ConnInfo: ci.ConnInfo, ChanInfo: ci.ChanInfo}
 }
 
-func (a *API) presence(ctx context.Context, body []byte) (any, error) {
-	var req channelRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) presence(ctx context.Context, req *channelRequest) (any, error) {
 	if err := requireChannel(req.Channel); err != nil {
 		return nil, err
 	}
@@ -173,11 +158,7 @@ func (a *API) presence(ctx context.Context, body []byte) (any, error) {
 	}{out}, nil
 }
 
-func (a *API) presenceStats(ctx context.Context, body []byte) (any, error) {
-	var req channelRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) presenceStats(ctx context.Context, req *channelRequest) (any, error) {
 	if err := requireChannel(req.Channel); err != nil {
 		return nil, err
 	}
@@ -208,11 +189,7 @@ type publicationJSON struct {
 // history reads a channel's history. An absent limit returns up to
 // MaxHistoryLimit publications; 0 returns only the position; larger or
 // negative limits are capped at MaxHistoryLimit.
-func (a *API) history(ctx context.Context, body []byte) (any, error) {
-	var req historyRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) history(ctx context.Context, req *historyRequest) (any, error) {
 	if err := requireChannel(req.Channel); err != nil {
 		return nil, err
 	}
@@ -241,11 +218,7 @@ type unsubscribeRequest struct {
 	Channel string `json:"channel"`
 }
 
-func (a *API) unsubscribe(ctx context.Context, body []byte) (any, error) {
-	var req unsubscribeRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) unsubscribe(ctx context.Context, req *unsubscribeRequest) (any, error) {
 	if req.User == "" {
 		return nil, badRequest("user is required")
 	}
@@ -269,11 +242,7 @@ type disconnectRequest struct {
 // is 3003 (reconnect allowed) or, with "reconnect": false, 3503. A code
 // decides reconnection by its range; a reconnect flag contradicting it is
 // refused.
-func (a *API) disconnect(ctx context.Context, body []byte) (any, error) {
-	var req disconnectRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
+func (a *API) disconnect(ctx context.Context, req *disconnectRequest) (any, error) {
 	if req.User == "" {
 		return nil, badRequest("user is required")
 	}
@@ -307,10 +276,7 @@ func (a *API) disconnect(ctx context.Context, body []byte) (any, error) {
 	return empty{}, nil
 }
 
-func (a *API) channels(ctx context.Context, body []byte) (any, error) {
-	if err := decodeOptionalEmpty(body); err != nil {
-		return nil, err
-	}
+func (a *API) channels(ctx context.Context, _ *noParams) (any, error) {
 	chs, err := a.b.Channels(ctx)
 	if err != nil {
 		return nil, err
@@ -323,10 +289,7 @@ func (a *API) channels(ctx context.Context, body []byte) (any, error) {
 	}{chs}, nil
 }
 
-func (a *API) info(ctx context.Context, body []byte) (any, error) {
-	if err := decodeOptionalEmpty(body); err != nil {
-		return nil, err
-	}
+func (a *API) info(ctx context.Context, _ *noParams) (any, error) {
 	nodes, err := a.b.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -339,12 +302,21 @@ func (a *API) info(ctx context.Context, body []byte) (any, error) {
 	}{nodes}, nil
 }
 
-// decodeOptionalEmpty accepts an empty body or an empty JSON object, for
-// methods without parameters.
-func decodeOptionalEmpty(body []byte) error {
-	if len(body) == 0 {
-		return nil
+// noParams is the request of methods without parameters: an empty body
+// or an empty JSON object.
+type noParams struct{}
+
+// endpoint adapts a method to a request body: decode it into the method's
+// request type (refusing unknown fields), then run. Methods without
+// parameters also accept an empty body.
+func endpoint[R any](run func(context.Context, *R) (any, error)) func(context.Context, []byte) (any, error) {
+	return func(ctx context.Context, body []byte) (any, error) {
+		var req R
+		if _, none := any(&req).(*noParams); !none || len(body) > 0 {
+			if err := decode(body, &req); err != nil {
+				return nil, err
+			}
+		}
+		return run(ctx, &req)
 	}
-	var v struct{}
-	return decode(body, &v)
 }

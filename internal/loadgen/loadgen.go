@@ -103,6 +103,13 @@ type Config struct {
 	PublishVia string
 	// PublishURL overrides the publish endpoint. Default derived from URL.
 	PublishURL string
+	// PublishBatchInterval, with PublishVia "http", groups the
+	// publications due within each interval into one POST /api/batch
+	// request (herald's, or the raw servers' of the same shape; the path
+	// is derived from PublishURL), at most 1000 per request. Each keeps
+	// its own sequence number and send time, so its latency includes the
+	// wait for its batch. Zero: one request per publication.
+	PublishBatchInterval time.Duration
 	// APIKey is sent as X-API-Key to herald's server API.
 	APIKey string
 	// Publishers is the number of concurrent publishers. Default 8.
@@ -207,6 +214,9 @@ func (c *Config) defaults() error {
 	}
 	if c.PublishVia != "http" && c.PublishVia != "ws" {
 		return fmt.Errorf("loadgen: publish via %q (http or ws)", c.PublishVia)
+	}
+	if err := c.checkBatch(); err != nil {
+		return err
 	}
 	if c.Publishers <= 0 {
 		c.Publishers = 8
@@ -530,7 +540,7 @@ func newRun(cfg Config, proc, procs int) (*run, error) {
 		n := len(d.srcAddrs)
 		d.srcAddrs = d.srcAddrs[proc*n/procs : (proc+1)*n/procs]
 	}
-	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(64), start: time.Now(),
+	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(latencyShards()), start: time.Now(),
 		lo: proc * cfg.Conns / procs, hi: (proc + 1) * cfg.Conns / procs}
 	r.setupChannels()
 	return r, nil

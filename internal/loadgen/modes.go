@@ -240,6 +240,12 @@ func (r *run) fanout(ctx context.Context, res *Result) error {
 			return err
 		}
 		pub = wp
+	} else if r.cfg.PublishBatchInterval > 0 {
+		bp, err := r.newBatchPublisher()
+		if err != nil {
+			return err
+		}
+		pub = bp
 	} else {
 		pub = &httpPublisher{r: r, client: r.httpClient(), url: r.cfg.PublishURL, apiKey: r.cfg.APIKey}
 	}

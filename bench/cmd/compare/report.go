@@ -183,8 +183,8 @@ func (r *report) markdown() string {
 	}
 
 	// W4
-	fmt.Fprintf(&b, "\n### W4 many channels (%d clients, each on its own channel and one shared channel; publications spread over all %d channels and sent over %d client connections with up to %d publish commands in flight each; steps of %s at %s publications/s)\n\n",
-		sz.manyClients, sz.manyClients+1, sz.publishers, sz.publishWindow, sz.manyStep, sz.manyRates)
+	fmt.Fprintf(&b, "\n### W4 many channels (%d clients, each on its own channel and one shared channel; publications spread over all %d channels, those due within each %s sent as one POST /api/batch request, up to %d requests in flight; steps of %s at %s publications/s)\n\n",
+		sz.manyClients, sz.manyClients+1, sz.publishBatch, sz.publishers, sz.manyStep, sz.manyRates)
 	b.WriteString("W4's cost per delivery is compared with W2's at comparable delivery rates: of each server's steps without loss, duplicates, errors or a missed rate, " +
 		"the W4 and W2 steps whose deliveries/s are closest. Marginal = (server CPU during the step − its idle CPU over the same time) / deliveries; " +
 		"idle CPU is measured before the first step with every client connected and nothing published. The raw figure divides all the server's CPU.\n\n")

@@ -7,6 +7,8 @@
 //	client -> {"pub":"CHANNEL","data":PAYLOAD}  server sends PAYLOAD to every subscriber
 //	client -> {"pub":"CHANNEL","id":N,"data":PAYLOAD}   the same, then server -> {"id":N}
 //	POST /publish {"channel":"CHANNEL","data":PAYLOAD} -> 200 {}
+//	POST /api/batch {"commands":[{"publish":{"channel":"CHANNEL","data":PAYLOAD}},...]}
+//	    -> 200 {"replies":[{"result":{}},...]}   (herald's batch shape, publish only)
 //
 // Each publication is one text frame holding PAYLOAD, framed once and
 // written to every subscriber. /metrics reports the Go runtime figures
@@ -76,7 +78,7 @@ func main() {
 	log.Fatal(http.Serve(ln, newMux(b)))
 }
 
-// newMux serves the WebSocket endpoint, /publish and /metrics.
+// newMux serves the WebSocket endpoint, /publish, /api/batch and /metrics.
 func newMux(b broker) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", b)
@@ -94,6 +96,7 @@ func newMux(b broker) *http.ServeMux {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, "{}")
 	})
+	mux.HandleFunc("/api/batch", serveBatch(b))
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -68,6 +70,20 @@ func TestPeersSpeakRawProtocol(t *testing.T) {
 			if st.Published < 150 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 || st.PublishErrors != 0 {
 				t.Fatalf("pipelined publishing step %+v", st)
 			}
+			// Publishing in batches through POST /api/batch: every
+			// publication is answered in the reply list and delivered.
+			res, err = loadgen.Run(context.Background(), loadgen.Config{
+				URL: url, Protocol: loadgen.ProtocolRaw, Conns: 6, Channels: 6, Shared: true,
+				PublishBatchInterval: 5 * time.Millisecond, Publishers: 2,
+				Rates: []int{400}, Step: 500 * time.Millisecond, MaxP99: time.Minute,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st = res.Steps[0]
+			if st.Published < 150 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicates != 0 || st.PublishErrors != 0 {
+				t.Fatalf("batch publishing step %+v", st)
+			}
 			res, err = loadgen.Run(context.Background(), loadgen.Config{
 				URL: url, Protocol: loadgen.ProtocolRaw, Mode: loadgen.ModeEcho, Conns: 3, Duration: 300 * time.Millisecond,
 			})
@@ -103,4 +119,57 @@ func TestPublishRejectsBadRequests(t *testing.T) {
 		t.Errorf("GET: status %d", resp.StatusCode)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestBatchAnswersEachCommand: POST /api/batch answers one reply per
+// command in order, an error for a command that is not a publish with
+// channel and data, and 400 with a JSON error for a malformed or too
+// large batch.
+func TestBatchAnswersEachCommand(t *testing.T) {
+	srv := httptest.NewServer(newMux(newGWSHub()))
+	defer func() {
+		srv.Close()
+		http.DefaultClient.CloseIdleConnections()
+	}()
+	post := func(body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/api/batch", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post(`{"commands":[{"publish":{"channel":"a","data":1}},{"publish":{"channel":"a"}},{}]}`)
+	var out struct {
+		Replies []struct {
+			Result *struct{}
+			Error  *struct{ Code int }
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &out); code != 200 || err != nil || len(out.Replies) != 3 ||
+		out.Replies[0].Result == nil || out.Replies[1].Error == nil || out.Replies[2].Error == nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	tooMany := `{"commands":[` + strings.Repeat(`{"publish":{"channel":"a","data":1}},`, maxBatchCommands) + `{}]}`
+	for _, b := range []string{``, `[]`, `{"commands":[]}`, `{"commands":[1]}`, `{"commands":[{"nope":1}]}`, `{"commands":[{}]} x`, tooMany} {
+		code, body := post(b)
+		var e struct{ Error struct{ Code int } }
+		if code != http.StatusBadRequest || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != 107 {
+			t.Errorf("%.40q: %d %s", b, code, body)
+		}
+	}
+}
+
+// FuzzDecodeBatch: whatever the body, a batch is refused or holds 1 to
+// maxBatchCommands commands.
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add([]byte(`{"commands":[{"publish":{"channel":"a","data":{"x":1}}},{}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		cmds, err := decodeBatch(body)
+		if err == nil && (len(cmds) == 0 || len(cmds) > maxBatchCommands) {
+			t.Fatalf("%d commands from %q", len(cmds), body)
+		}
+	})
 }
