@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,15 +236,10 @@ func (p *batchPublisher) send(b *pubBatch, reply *batchReplies) {
 const maxBatchReply = 8 << 20
 
 func (p *batchPublisher) post(body []byte, reply *batchReplies) error {
-	req, err := http.NewRequest(http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.apiKey != "" {
-		req.Header.Set("X-API-Key", p.apiKey)
-	}
-	resp, err := p.client.Do(req)
+	// The send loop outlives the run's context on purpose: a batch already
+	// taken is answered or failed (bounded by the client's timeout), so
+	// every publication in it is accounted for.
+	resp, err := postJSON(context.Background(), p.client, p.url, p.apiKey, body)
 	if err != nil {
 		return err
 	}

@@ -50,15 +50,7 @@ func (p *httpPublisher) post(ctx context.Context, channel string, data []byte) e
 	body = append(body, `,"data":`...)
 	body = append(body, data...)
 	body = append(body, '}')
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.apiKey != "" {
-		req.Header.Set("X-API-Key", p.apiKey)
-	}
-	resp, err := p.client.Do(req)
+	resp, err := postJSON(ctx, p.client, p.url, p.apiKey, body)
 	if err != nil {
 		return err
 	}
@@ -68,6 +60,20 @@ func (p *httpPublisher) post(ctx context.Context, channel string, data []byte) e
 		return fmt.Errorf("publish: status %s", resp.Status)
 	}
 	return nil
+}
+
+// postJSON sends body to url as a server API request; the caller closes
+// the response body.
+func postJSON(ctx context.Context, client *http.Client, url, apiKey string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if apiKey != "" {
+		req.Header.Set("X-API-Key", apiKey)
+	}
+	return client.Do(req)
 }
 
 func (p *httpPublisher) drain(context.Context) {}
