@@ -27,52 +27,47 @@ type batchCommand struct {
 	Info          *noParams           `json:"info"`
 }
 
+// boundCall is a batch command's method, bound to its decoded request.
+type boundCall struct {
+	method string
+	run    func(context.Context) (any, error)
+}
+
+// bind binds run to req when the command named this method (req set).
+func bind[R any](method string, req *R, run func(context.Context, *R) (any, error)) boundCall {
+	if req == nil {
+		return boundCall{}
+	}
+	return boundCall{method, func(ctx context.Context) (any, error) { return run(ctx, req) }}
+}
+
 // runCommand runs c's method; method is its name for logs ("" when c
 // does not name exactly one).
 func (a *API) runCommand(ctx context.Context, c *batchCommand) (method string, res any, err error) {
+	var call boundCall
 	n := 0
-	for _, set := range [...]bool{c.Publish != nil, c.Broadcast != nil, c.Send != nil, c.Presence != nil,
-		c.PresenceStats != nil, c.History != nil, c.Unsubscribe != nil, c.Disconnect != nil,
-		c.Channels != nil, c.Info != nil} {
-		if set {
+	for _, b := range [...]boundCall{
+		bind("publish", c.Publish, a.publish),
+		bind("broadcast", c.Broadcast, a.broadcast),
+		bind("send", c.Send, a.send),
+		bind("presence", c.Presence, a.presence),
+		bind("presence_stats", c.PresenceStats, a.presenceStats),
+		bind("history", c.History, a.history),
+		bind("unsubscribe", c.Unsubscribe, a.unsubscribe),
+		bind("disconnect", c.Disconnect, a.disconnect),
+		bind("channels", c.Channels, a.channels),
+		bind("info", c.Info, a.info),
+	} {
+		if b.run != nil {
+			call = b
 			n++
 		}
 	}
 	if n != 1 {
 		return "", nil, badRequest("a command is an object with exactly one method, got %d", n)
 	}
-	switch {
-	case c.Publish != nil:
-		res, err = a.publish(ctx, c.Publish)
-		return "publish", res, err
-	case c.Broadcast != nil:
-		res, err = a.broadcast(ctx, c.Broadcast)
-		return "broadcast", res, err
-	case c.Send != nil:
-		res, err = a.send(ctx, c.Send)
-		return "send", res, err
-	case c.Presence != nil:
-		res, err = a.presence(ctx, c.Presence)
-		return "presence", res, err
-	case c.PresenceStats != nil:
-		res, err = a.presenceStats(ctx, c.PresenceStats)
-		return "presence_stats", res, err
-	case c.History != nil:
-		res, err = a.history(ctx, c.History)
-		return "history", res, err
-	case c.Unsubscribe != nil:
-		res, err = a.unsubscribe(ctx, c.Unsubscribe)
-		return "unsubscribe", res, err
-	case c.Disconnect != nil:
-		res, err = a.disconnect(ctx, c.Disconnect)
-		return "disconnect", res, err
-	case c.Channels != nil:
-		res, err = a.channels(ctx, c.Channels)
-		return "channels", res, err
-	default:
-		res, err = a.info(ctx, c.Info)
-		return "info", res, err
-	}
+	res, err = call.run(ctx)
+	return call.method, res, err
 }
 
 // batchReply is one command's outcome: exactly one of Result and Error.

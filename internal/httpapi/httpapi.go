@@ -170,8 +170,8 @@ func New(b Backend, opts Options) (*API, error) {
 		"channels":       endpoint(a.channels),
 		"info":           endpoint(a.info),
 	}
-	// Added after the map is complete: batch dispatches through it and
-	// refuses itself.
+	// A batch runs its commands through batchCommand's fields, which have
+	// none for batch itself, so a batch cannot nest.
 	a.handlers[batchMethod] = a.batch
 	return a, nil
 }
