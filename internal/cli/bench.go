@@ -17,8 +17,8 @@ import (
 
 const benchUsage = `Usage: herald bench [flags]
 
-Opens many client connections to a herald node (or, with --protocol raw, to
-a comparison server) and measures what the subscribers see: deliveries per
+Opens many client connections to a herald node (or, with --protocol raw or
+centrifuge, to a comparison server) and measures what the subscribers see: deliveries per
 second, loss, duplicates and latency percentiles, plus the server's CPU and
 RSS with --server-pid. A progress line is printed on standard error every
 second; --json prints the full result on standard output.
@@ -78,7 +78,7 @@ func bench(ctx context.Context, env Env, args []string) error {
 	var proto, mode, rate, ramp, plot string
 	var jsonOut, quiet bool
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "server `URL`: ws:// or wss:// (WebSocket), tcp:// or tcps:// (herald's TCP transport, JSON; give --publish-url)")
-	fs.StringVar(&proto, "protocol", "herald", "`protocol`: herald, or raw for the comparison servers")
+	fs.StringVar(&proto, "protocol", "herald", "`protocol`: herald; raw or centrifuge for the comparison servers (bench/)")
 	fs.StringVar(&mode, "mode", "fanout", "`mode`: fanout, echo or idle")
 	fs.IntVar(&cfg.Conns, "conns", 100, "number of client `connections`")
 	fs.IntVar(&cfg.Channels, "channels", 1, "number of `channels` the connections spread over (fanout)")

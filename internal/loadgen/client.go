@@ -32,7 +32,40 @@ const (
 	//
 	// and every publication arrives as one text frame holding PAYLOAD.
 	ProtocolRaw Protocol = "raw"
+	// ProtocolCentrifuge is the JSON client protocol of servers built on
+	// github.com/centrifugal/centrifuge (the library at the core of
+	// Centrifugo), as its 0.x releases speak it: commands
+	//
+	//	{"id":N,"params":{...}}                                   connect (method 0)
+	//	{"id":N,"method":1,"params":{"channel":"CHANNEL"}}        subscribe
+	//	{"id":N,"method":3,"params":{"channel":"CHANNEL","data":PAYLOAD}}  publish
+	//
+	// answered by {"id":N,"result":...} or {"id":N,"error":{...}};
+	// publications arrive as pushes (no id) holding PAYLOAD. The server
+	// may join several replies and pushes into one frame, one per line.
+	// Publishing through the server API uses the comparison servers'
+	// HTTP endpoints, as for ProtocolRaw.
+	ProtocolCentrifuge Protocol = "centrifuge"
 )
+
+// eachMessage calls fn with every protocol message a received frame
+// holds, until fn returns false: the lines of a centrifuge frame, the
+// whole frame otherwise.
+func eachMessage(proto Protocol, frame []byte, fn func(msg []byte) bool) {
+	if proto != ProtocolCentrifuge {
+		fn(frame)
+		return
+	}
+	for len(frame) > 0 {
+		msg, rest, _ := bytes.Cut(frame, newline)
+		if len(msg) > 0 && !fn(msg) {
+			return
+		}
+		frame = rest
+	}
+}
+
+var newline = []byte{'\n'}
 
 // payload builds the data of one publication: the channel index, its
 // sequence number and the send time, padded to size bytes. The keys are
@@ -143,9 +176,9 @@ func newDialer(rawURL string, protocol Protocol, spread bool, insecureTLS bool) 
 		return nil, fmt.Errorf("url %q: %w", rawURL, err)
 	}
 	switch protocol {
-	case ProtocolHerald, ProtocolRaw:
+	case ProtocolHerald, ProtocolRaw, ProtocolCentrifuge:
 	default:
-		return nil, fmt.Errorf("unknown protocol %q (herald or raw)", protocol)
+		return nil, fmt.Errorf("unknown protocol %q (herald, raw or centrifuge)", protocol)
 	}
 	d := &dialer{url: rawURL, protocol: protocol}
 	switch u.Scheme {
@@ -179,7 +212,7 @@ type conn struct {
 	idx   int
 	c     msgConn
 	proto Protocol
-	next  uint32 // herald command ids, used by the goroutine that subscribes
+	next  uint32 // command ids (herald, centrifuge), used by the goroutine that subscribes
 }
 
 func (d *dialer) dial(ctx context.Context, idx int) (*conn, error) {
@@ -211,7 +244,7 @@ func (d *dialer) dial(ctx context.Context, idx int) (*conn, error) {
 		mc = wsConn{c}
 	}
 	cn := &conn{idx: idx, c: mc, proto: d.protocol}
-	if cn.proto == ProtocolHerald {
+	if cn.proto != ProtocolRaw {
 		if _, err := cn.call(ctx, "connect", map[string]any{"name": "herald-bench", "version": "1"}); err != nil {
 			mc.close()
 			return nil, err
@@ -220,44 +253,66 @@ func (d *dialer) dial(ctx context.Context, idx int) (*conn, error) {
 	return cn, nil
 }
 
-// call sends a herald command and waits for its reply, skipping pushes.
+// centrifugeMethods numbers the commands the load generator sends in
+// ProtocolCentrifuge (connect is 0, which the protocol leaves out).
+var centrifugeMethods = map[string]int{"connect": 0, "subscribe": 1, "publish": 3}
+
+// call sends a herald or centrifuge command and waits for its reply,
+// skipping pushes.
 func (cn *conn) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	cn.next++
 	id := cn.next
-	b, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	cmd := map[string]any{"id": id, "params": params}
+	if cn.proto == ProtocolCentrifuge {
+		if n := centrifugeMethods[method]; n != 0 {
+			cmd["method"] = n
+		}
+	} else {
+		cmd["method"] = method
+	}
+	b, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, err
 	}
 	if err := cn.c.write(ctx, b); err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
-	var msg []byte
+	var frame []byte
 	for {
-		msg, err = cn.c.read(ctx, msg)
+		frame, err = cn.c.read(ctx, frame)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", method, err)
 		}
-		var r struct {
-			ID     uint32          `json:"id"`
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
+		var result json.RawMessage
+		var replyErr error
+		found := false
+		eachMessage(cn.proto, frame, func(msg []byte) bool {
+			var r struct {
+				ID     uint32          `json:"id"`
+				Result json.RawMessage `json:"result"`
+				Error  *struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(msg, &r) != nil || r.ID != id {
+				return true
+			}
+			found, result = true, r.Result
+			if r.Error != nil {
+				replyErr = fmt.Errorf("%s: error %d: %s", method, r.Error.Code, r.Error.Message)
+			}
+			return false
+		})
+		if found {
+			return result, replyErr
 		}
-		if json.Unmarshal(msg, &r) != nil || r.ID != id {
-			continue
-		}
-		if r.Error != nil {
-			return nil, fmt.Errorf("%s: error %d: %s", method, r.Error.Code, r.Error.Message)
-		}
-		return r.Result, nil
 	}
 }
 
 // subscribe subscribes to channel and waits until the server confirms.
 func (cn *conn) subscribe(ctx context.Context, channel string) error {
-	if cn.proto == ProtocolHerald {
+	if cn.proto != ProtocolRaw {
 		_, err := cn.call(ctx, "subscribe", map[string]any{"channel": channel})
 		return err
 	}
@@ -280,15 +335,20 @@ func (cn *conn) subscribe(ctx context.Context, channel string) error {
 }
 
 // publishFrame builds the frame that publishes data to channel over a
-// client connection. id is the command id: herald's (required), or for
-// the raw protocol an optional one (0: none) the server answers with
-// {"id":N} once the publication was handed to the subscribers.
+// client connection. id is the command id: herald's and centrifuge's
+// (required), or for the raw protocol an optional one (0: none) the
+// server answers with {"id":N} once the publication was handed to the
+// subscribers.
 func publishFrame(dst []byte, proto Protocol, id uint32, channel string, data []byte) []byte {
 	q, _ := json.Marshal(channel)
-	if proto == ProtocolHerald {
+	if proto != ProtocolRaw {
 		dst = append(dst, `{"id":`...)
 		dst = strconv.AppendUint(dst, uint64(id), 10)
-		dst = append(dst, `,"method":"publish","params":{"channel":`...)
+		if proto == ProtocolCentrifuge {
+			dst = append(dst, `,"method":3,"params":{"channel":`...)
+		} else {
+			dst = append(dst, `,"method":"publish","params":{"channel":`...)
+		}
 		dst = append(dst, q...)
 		dst = append(dst, `,"data":`...)
 		dst = append(dst, data...)

@@ -261,7 +261,7 @@ func (c *Config) defaults() error {
 		}
 		u.Scheme = strings.Replace(u.Scheme, "ws", "http", 1)
 		u.Path = "/api/publish"
-		if c.Protocol == ProtocolRaw {
+		if c.Protocol != ProtocolHerald { // the comparison servers' endpoint
 			u.Path = "/publish"
 		}
 		u.RawQuery = ""

@@ -490,6 +490,52 @@ func TestParseReply(t *testing.T) {
 	}
 }
 
+// TestEachMessage: a centrifuge frame is split into its lines (a server
+// joins replies and pushes that way), any other frame is one message.
+func TestEachMessage(t *testing.T) {
+	collect := func(proto Protocol, frame string, stopAfter int) []string {
+		var got []string
+		eachMessage(proto, []byte(frame), func(msg []byte) bool {
+			got = append(got, string(msg))
+			return len(got) != stopAfter
+		})
+		return got
+	}
+	joined := "{\"id\":3,\"result\":{}}\n{\"result\":{\"channel\":\"b1\",\"data\":{\"data\":{\"bch\":1}}}}\n"
+	if got := collect(ProtocolCentrifuge, joined, 0); len(got) != 2 || got[0] != `{"id":3,"result":{}}` ||
+		!strings.HasPrefix(got[1], `{"result":`) {
+		t.Fatalf("centrifuge frame split into %q", got)
+	}
+	if got := collect(ProtocolCentrifuge, joined, 1); len(got) != 1 {
+		t.Fatalf("did not stop when asked: %q", got)
+	}
+	if got := collect(ProtocolCentrifuge, "\n\n", 0); len(got) != 0 {
+		t.Fatalf("empty lines gave %q", got)
+	}
+	if got := collect(ProtocolHerald, "a\nb", 0); len(got) != 1 || got[0] != "a\nb" {
+		t.Fatalf("herald frame split into %q", got)
+	}
+}
+
+// TestPublishFrameShapes pins the publish command of each protocol.
+func TestPublishFrameShapes(t *testing.T) {
+	data := []byte(`{"bch":1}`)
+	for _, c := range []struct {
+		proto Protocol
+		id    uint32
+		want  string
+	}{
+		{ProtocolHerald, 5, `{"id":5,"method":"publish","params":{"channel":"c","data":{"bch":1}}}`},
+		{ProtocolCentrifuge, 6, `{"id":6,"method":3,"params":{"channel":"c","data":{"bch":1}}}`},
+		{ProtocolRaw, 0, `{"pub":"c","data":{"bch":1}}`},
+		{ProtocolRaw, 7, `{"pub":"c","id":7,"data":{"bch":1}}`},
+	} {
+		if got := string(publishFrame(nil, c.proto, c.id, "c", data)); got != c.want {
+			t.Errorf("%s: %s, want %s", c.proto, got, c.want)
+		}
+	}
+}
+
 func FuzzParseReply(f *testing.F) {
 	f.Add([]byte(`{"id":7,"result":{}}`))
 	f.Add([]byte(`{"id":4294967296,"error":{}}`))

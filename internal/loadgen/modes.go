@@ -129,23 +129,10 @@ func (p *wsPublisher) readReplies(pc *pubConn) {
 		if buf, err = pc.cn.c.read(context.Background(), buf); err != nil {
 			break
 		}
-		id, isErr, ok := parseReply(buf)
-		if !ok {
-			continue // a ping push, anything else
-		}
-		pc.mu.Lock()
-		ch, known := pc.inFlight[id]
-		delete(pc.inFlight, id)
-		pc.mu.Unlock()
-		if !known {
-			continue
-		}
-		if isErr {
-			p.r.pubErrs.Add(1)
-		} else {
-			p.r.published(ch)
-		}
-		<-pc.window
+		eachMessage(pc.cn.proto, buf, func(msg []byte) bool {
+			p.reply(pc, msg)
+			return true
+		})
 	}
 	pc.mu.Lock()
 	n := len(pc.inFlight)
@@ -155,6 +142,27 @@ func (p *wsPublisher) readReplies(pc *pubConn) {
 	for range n {
 		<-pc.window
 	}
+}
+
+// reply accounts for one message read from a publishing connection.
+func (p *wsPublisher) reply(pc *pubConn, msg []byte) {
+	id, isErr, ok := parseReply(msg)
+	if !ok {
+		return // a ping push, anything else
+	}
+	pc.mu.Lock()
+	ch, known := pc.inFlight[id]
+	delete(pc.inFlight, id)
+	pc.mu.Unlock()
+	if !known {
+		return
+	}
+	if isErr {
+		p.r.pubErrs.Add(1)
+	} else {
+		p.r.published(ch)
+	}
+	<-pc.window
 }
 
 // parseReply finds the command id of a reply: {"id":N,...}, an error when
@@ -534,7 +542,7 @@ func (r *run) echoLoop(ctx context.Context, cn *conn, i int, end time.Time) erro
 		seq++
 		data = payload(data[:0], i, seq, time.Now(), r.cfg.PayloadSize)
 		id := uint32(0) // the raw protocol's echo goes unanswered, as it always has
-		if r.cfg.Protocol == ProtocolHerald {
+		if r.cfg.Protocol != ProtocolRaw {
 			cn.next++
 			id = cn.next
 		}
@@ -547,9 +555,16 @@ func (r *run) echoLoop(ctx context.Context, cn *conn, i int, end time.Time) erro
 			if rbuf, err = cn.c.read(rctx, rbuf); err != nil {
 				return err
 			}
-			b := rbuf
-			if p, ok := parseFrame(b); ok && p.ch == i && p.seq == seq {
-				r.lat.record(i, time.Since(time.Unix(0, p.sent)))
+			var sent int64 // when the echoed publication was sent; 0 until it is back
+			eachMessage(r.cfg.Protocol, rbuf, func(msg []byte) bool {
+				if p, ok := parseFrame(msg); ok && p.ch == i && p.seq == seq {
+					sent = p.sent
+					return false
+				}
+				return true
+			})
+			if sent != 0 {
+				r.lat.record(i, time.Since(time.Unix(0, sent)))
 				r.echoCount.Add(1)
 				break
 			}

@@ -37,9 +37,21 @@ func (r *run) newSubscriber(i int) *subscriber {
 	return &subscriber{r: r, idx: i, chs: r.channelsOf(i), ctr: &r.counters[i-r.lo]}
 }
 
-// deliver accounts for one received message; now is the receive time in
+// deliver accounts for one received frame; now is the receive time in
 // unix nanoseconds.
-func (s *subscriber) deliver(msg []byte, now int64) {
+func (s *subscriber) deliver(frame []byte, now int64) {
+	if s.r.cfg.Protocol == ProtocolCentrifuge {
+		eachMessage(ProtocolCentrifuge, frame, func(msg []byte) bool {
+			s.deliverOne(msg, now)
+			return true
+		})
+		return
+	}
+	s.deliverOne(frame, now)
+}
+
+// deliverOne accounts for one protocol message.
+func (s *subscriber) deliverOne(msg []byte, now int64) {
 	p, ok := parseFrame(msg)
 	if !ok {
 		return // a reply, a ping push, anything without our fields

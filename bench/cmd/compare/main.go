@@ -96,6 +96,9 @@ type target struct {
 	metrics  func(port int) string
 	prefix   string
 	version  string
+	// unavailable, when set, says why the server cannot run here; each
+	// workload is then reported as not measured with this reason.
+	unavailable string
 }
 
 const apiKey = "bench-api-key-0123456789abcdef"
@@ -122,7 +125,7 @@ namespaces:
 func main() {
 	quick := flag.Bool("quick", false, "small sizes and short steps (about 5 minutes)")
 	out := flag.String("out", "../docs/benchmarks.md", "markdown `file` whose results section is replaced")
-	only := flag.String("only", "herald,gorilla,gws", "comma-separated `servers` to run")
+	only := flag.String("only", "herald,gorilla,gws,centrifuge", "comma-separated `servers` to run")
 	workloads := flag.String("workloads", "w1,w2,w3,w4", "comma-separated `workloads` to run")
 	profile := flag.String("profile", "", "run herald under bench/cmd/heraldprof and write a CPU profile of each workload, and a heap profile during W1, into this `directory`")
 	flag.Parse()
@@ -166,6 +169,16 @@ func runAll(ctx context.Context, sz sizes, mode, out string, only, workloads map
 	if err := run(ctx, ".", "go", "build", "-o", peer, "./cmd/peer"); err != nil {
 		return err
 	}
+	// The centrifuge server is a module of its own (bench/centrifuge/go.mod
+	// says where its source comes from); without it the others still run.
+	centrifugeBin := filepath.Join(dir, "centrifuge")
+	var centrifugeErr string
+	if only["centrifuge"] {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-C", "centrifuge", "-o", centrifugeBin, ".").CombinedOutput(); err != nil {
+			centrifugeErr = fmt.Sprintf("bench/centrifuge does not build (%v: %s); see bench/centrifuge/go.mod", err, lastLines(string(out), 3))
+			log.Print(centrifugeErr)
+		}
+	}
 	if profile != "" {
 		if err := os.MkdirAll(profile, 0o755); err != nil {
 			return err
@@ -208,6 +221,15 @@ func runAll(ctx context.Context, sz sizes, mode, out string, only, workloads map
 			wsURL:   func(port int) string { return fmt.Sprintf("ws://127.0.0.1:%d/ws", port) },
 			metrics: func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) },
 		},
+		{
+			name: "centrifuge", protocol: loadgen.ProtocolCentrifuge, prefix: "b", version: centrifugeVersion(),
+			unavailable: centrifugeErr,
+			cmd: func(port int) []string {
+				return []string{centrifugeBin, "-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+			},
+			wsURL:   func(port int) string { return fmt.Sprintf("ws://127.0.0.1:%d/ws", port) },
+			metrics: func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) },
+		},
 	}
 	rep := &report{mode: mode, sizes: sz, started: time.Now(), load: loadAverage(), results: map[string]map[string]*loadgen.Result{}, errs: map[string]map[string]string{}}
 	port := 18600
@@ -220,6 +242,10 @@ func runAll(ctx context.Context, sz sizes, mode, out string, only, workloads map
 		rep.errs[t.name] = map[string]string{}
 		for _, w := range []string{"w1", "w2", "w3", "w4"} {
 			if !workloads[w] || ctx.Err() != nil {
+				continue
+			}
+			if t.unavailable != "" {
+				rep.errs[t.name][w] = t.unavailable
 				continue
 			}
 			port++
@@ -355,10 +381,39 @@ func waitUp(ctx context.Context, url string) error {
 	}
 }
 
+// centrifugeVersion names the centrifuge the server is built from: the
+// version bench/centrifuge/go.mod requires and, when a replace line takes
+// its source from a Debian package, that package's version.
+func centrifugeVersion() string {
+	const mod = "github.com/centrifugal/centrifuge"
+	v := modVersions("centrifuge/go.mod")[mod]
+	if v == "" {
+		return "unknown"
+	}
+	data, _ := os.ReadFile("centrifuge/go.mod")
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 4 && f[0] == "replace" && f[1] == mod && f[2] == "=>" && strings.HasPrefix(f[3], "/usr/share/gocode/") {
+			out, err := exec.Command("dpkg-query", "-S", f[3]).Output()
+			pkg, _, ok := strings.Cut(strings.TrimSpace(string(out)), ":")
+			if err != nil || !ok {
+				return v + " (source from " + f[3] + ")"
+			}
+			if pv, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); err == nil {
+				return fmt.Sprintf("%s (Debian %s %s)", v, pkg, pv)
+			}
+		}
+	}
+	return v
+}
+
 // peerVersions reads the required versions from bench/go.mod.
-func peerVersions() map[string]string {
+func peerVersions() map[string]string { return modVersions("go.mod") }
+
+// modVersions reads the required versions from a go.mod file.
+func modVersions(file string) map[string]string {
 	m := map[string]string{}
-	f, err := os.Open("go.mod")
+	f, err := os.Open(file)
 	if err != nil {
 		return m
 	}

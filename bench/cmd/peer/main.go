@@ -6,14 +6,10 @@
 //	client -> {"sub":"CHANNEL"}                 server -> {"ok":"CHANNEL"}
 //	client -> {"pub":"CHANNEL","data":PAYLOAD}  server sends PAYLOAD to every subscriber
 //	client -> {"pub":"CHANNEL","id":N,"data":PAYLOAD}   the same, then server -> {"id":N}
-//	POST /publish {"channel":"CHANNEL","data":PAYLOAD} -> 200 {}
-//	POST /api/batch {"commands":[{"publish":{"channel":"CHANNEL","data":PAYLOAD}},...]}
-//	    -> 200 {"replies":[{"result":{}},...]}   (herald's batch shape, publish only)
 //
 // Each publication is one text frame holding PAYLOAD, framed once and
-// written to every subscriber. /metrics reports the Go runtime figures
-// the idle-memory workload reads, under the Prometheus Go collector's
-// names.
+// written to every subscriber. Publishing through HTTP and /metrics are
+// package peer's (bench/peer), shared with the centrifuge server.
 //
 //	peer -impl gorilla -addr 127.0.0.1:18081
 //	peer -impl gws -addr 127.0.0.1:18082
@@ -23,12 +19,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
+
+	"github.com/heraldhq/herald/bench/peer"
 )
 
 // command is what a client sends.
@@ -42,12 +38,6 @@ type command struct {
 // ackFrame is the answer to a pub command that carries an id.
 func ackFrame(id uint64) []byte {
 	return append(strconv.AppendUint([]byte(`{"id":`), id, 10), '}')
-}
-
-// publishRequest is the body of POST /publish.
-type publishRequest struct {
-	Channel string          `json:"channel"`
-	Data    json.RawMessage `json:"data"`
 }
 
 // broker is what both implementations provide to the HTTP side.
@@ -78,30 +68,5 @@ func main() {
 	log.Fatal(http.Serve(ln, newMux(b)))
 }
 
-// newMux serves the WebSocket endpoint, /publish, /api/batch and /metrics.
-func newMux(b broker) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("/ws", b)
-	mux.HandleFunc("/publish", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "POST only", http.StatusMethodNotAllowed)
-			return
-		}
-		var req publishRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Channel == "" || len(req.Data) == 0 {
-			http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
-			return
-		}
-		b.publish(req.Channel, req.Data)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, "{}")
-	})
-	mux.HandleFunc("/api/batch", serveBatch(b))
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(w, "go_memstats_heap_inuse_bytes %d\ngo_memstats_stack_inuse_bytes %d\ngo_goroutines %d\n",
-			ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine())
-	})
-	return mux
-}
+// newMux serves b at /ws with the comparison servers' HTTP side.
+func newMux(b broker) *http.ServeMux { return peer.NewMux(b, b.publish) }

@@ -1,4 +1,4 @@
-package main
+package peer
 
 import (
 	"bytes"
@@ -82,7 +82,7 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 // serveBatch is POST /api/batch: each command is published in order and
 // answered {"result":{}}, or {"error":...} when it is not a publish with
 // a channel and data; a malformed body is a 400.
-func serveBatch(b broker) http.HandlerFunc {
+func serveBatch(publish PublishFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, `{"error":{"code":107,"message":"POST only"}}`, http.StatusMethodNotAllowed)
@@ -111,7 +111,7 @@ func serveBatch(b broker) http.HandlerFunc {
 				out = append(out, `{"error":{"code":107,"message":"want a publish with channel and data"}}`...)
 				continue
 			}
-			b.publish(c.Publish.Channel, c.Publish.Data)
+			publish(c.Publish.Channel, c.Publish.Data)
 			out = append(out, `{"result":{}}`...)
 		}
 		out = append(out, "]}"...)
