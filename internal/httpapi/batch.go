@@ -27,53 +27,94 @@ type batchCommand struct {
 	Info          *noParams           `json:"info"`
 }
 
-// boundCall is a batch command's method, bound to its decoded request.
-type boundCall struct {
-	method string
-	run    func(context.Context) (any, error)
-}
-
-// bind binds run to req when the command named this method (req set).
-func bind[R any](method string, req *R, run func(context.Context, *R) (any, error)) boundCall {
-	if req == nil {
-		return boundCall{}
-	}
-	return boundCall{method, func(ctx context.Context) (any, error) { return run(ctx, req) }}
-}
-
-// runCommand runs c's method; method is its name for logs ("" when c
-// does not name exactly one).
-func (a *API) runCommand(ctx context.Context, c *batchCommand) (method string, res any, err error) {
-	var call boundCall
+// runCommand runs c's method and returns its reply. A publish's position
+// stays unboxed in the reply: batches are mostly publications.
+func (a *API) runCommand(ctx context.Context, c *batchCommand) commandReply {
 	n := 0
-	for _, b := range [...]boundCall{
-		bind("publish", c.Publish, a.publish),
-		bind("broadcast", c.Broadcast, a.broadcast),
-		bind("send", c.Send, a.send),
-		bind("presence", c.Presence, a.presence),
-		bind("presence_stats", c.PresenceStats, a.presenceStats),
-		bind("history", c.History, a.history),
-		bind("unsubscribe", c.Unsubscribe, a.unsubscribe),
-		bind("disconnect", c.Disconnect, a.disconnect),
-		bind("channels", c.Channels, a.channels),
-		bind("info", c.Info, a.info),
+	for _, set := range [...]bool{
+		c.Publish != nil, c.Broadcast != nil, c.Send != nil, c.Presence != nil, c.PresenceStats != nil,
+		c.History != nil, c.Unsubscribe != nil, c.Disconnect != nil, c.Channels != nil, c.Info != nil,
 	} {
-		if b.run != nil {
-			call = b
+		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return "", nil, badRequest("a command is an object with exactly one method, got %d", n)
+		return commandReply{err: a.commandError("", badRequest("a command is an object with exactly one method, got %d", n))}
 	}
-	res, err = call.run(ctx)
-	return call.method, res, err
+	var (
+		method string
+		res    any
+		err    error
+	)
+	switch {
+	case c.Publish != nil:
+		pos, err := a.publishPosition(ctx, c.Publish)
+		if err != nil {
+			return commandReply{err: a.commandError("publish", err)}
+		}
+		return commandReply{pos: pos, isPos: true}
+	case c.Broadcast != nil:
+		method = "broadcast"
+		res, err = a.broadcast(ctx, c.Broadcast)
+	case c.Send != nil:
+		method = "send"
+		res, err = a.send(ctx, c.Send)
+	case c.Presence != nil:
+		method = "presence"
+		res, err = a.presence(ctx, c.Presence)
+	case c.PresenceStats != nil:
+		method = "presence_stats"
+		res, err = a.presenceStats(ctx, c.PresenceStats)
+	case c.History != nil:
+		method = "history"
+		res, err = a.history(ctx, c.History)
+	case c.Unsubscribe != nil:
+		method = "unsubscribe"
+		res, err = a.unsubscribe(ctx, c.Unsubscribe)
+	case c.Disconnect != nil:
+		method = "disconnect"
+		res, err = a.disconnect(ctx, c.Disconnect)
+	case c.Channels != nil:
+		method = "channels"
+		res, err = a.channels(ctx, c.Channels)
+	case c.Info != nil:
+		method = "info"
+		res, err = a.info(ctx, c.Info)
+	}
+	if err != nil {
+		return commandReply{err: a.commandError(method, err)}
+	}
+	return commandReply{result: res}
 }
 
-// batchReply is one command's outcome: exactly one of Result and Error.
+// batchReply is one command's outcome as the response shows it: exactly
+// one of Result and Error.
 type batchReply struct {
 	Result any         `json:"result,omitempty"`
 	Error  *wire.Error `json:"error,omitempty"`
+}
+
+// commandReply is one command's outcome: a publish's position (isPos), or
+// another method's result, or err.
+type commandReply struct {
+	pos    positionJSON
+	isPos  bool
+	result any
+	err    *wire.Error
+}
+
+// batchResponse is the response body of a batch, as encoding/json would
+// write it.
+type batchResponse struct {
+	Replies []batchReply `json:"replies"`
+}
+
+func (r *commandReply) batchReply() batchReply {
+	if r.isPos {
+		return batchReply{Result: r.pos}
+	}
+	return batchReply{Result: r.result, Error: r.err}
 }
 
 // batch runs several commands of one request in order, so a backend
@@ -84,22 +125,75 @@ type batchReply struct {
 // and one failure does not stop the others. Commands share the request's
 // Timeout.
 func (a *API) batch(ctx context.Context, body []byte) (any, error) {
-	cmds, err := a.decodeBatch(body)
-	if err != nil {
-		return nil, err
+	cmds, ok := scanPublishBatch(body, a.opts.MaxBatchCommands)
+	if !ok {
+		var err error
+		if cmds, err = a.decodeBatch(body); err != nil {
+			return nil, err
+		}
 	}
-	replies := make([]batchReply, len(cmds))
+	replies := make([]commandReply, len(cmds))
 	for i := range cmds {
-		method, res, err := a.runCommand(ctx, &cmds[i])
-		if err != nil {
-			replies[i].Error = a.commandError(method, err)
+		replies[i] = a.runCommand(ctx, &cmds[i])
+	}
+	return encodeReplies(replies), nil
+}
+
+// encodeReplies writes the response of a batch: byte for byte what
+// encoding/json makes of batchResponse, without reflection for the
+// publish results that make up most batches.
+func encodeReplies(replies []commandReply) any {
+	out := make([]byte, 0, 16+len(replies)*48)
+	out = append(out, `{"replies":[`...)
+	for i := range replies {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		r := &replies[i]
+		var v any
+		switch {
+		case r.isPos:
+			out = append(out, `{"result":`...)
+			out = appendPosition(out, r.pos)
+			out = append(out, '}')
+			continue
+		case r.err != nil:
+			out = append(out, `{"error":`...)
+			v = r.err
+		case r.result != nil:
+			out = append(out, `{"result":`...)
+			v = r.result
+		default:
+			out = append(out, "{}"...)
 			continue
 		}
-		replies[i].Result = res
+		b, err := json.Marshal(v)
+		if err != nil {
+			// Let the response writer meet (and answer) the same failure.
+			res := batchResponse{make([]batchReply, len(replies))}
+			for i := range replies {
+				res.Replies[i] = replies[i].batchReply()
+			}
+			return res
+		}
+		out = append(out, b...)
+		out = append(out, '}')
 	}
-	return struct {
-		Replies []batchReply `json:"replies"`
-	}{replies}, nil
+	return encodedJSON(append(out, "]}"...))
+}
+
+// appendJSONString appends s as encoding/json writes a string: quoted,
+// with HTML-sensitive characters escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // batchMethod is the name of the batch method, which a batch cannot

@@ -233,3 +233,25 @@ func TestBatchCoversEveryMethod(t *testing.T) {
 		t.Errorf("batch commands without a method: %v", fields)
 	}
 }
+
+// TestRunCommandDispatchesEveryMethod: each field of batchCommand, set
+// alone, is counted as the command's one method and run.
+func TestRunCommandDispatchesEveryMethod(t *testing.T) {
+	api, err := New(newFake(), Options{APIKey: testKey, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[batchCommand]()
+	for i := range typ.NumField() {
+		var c batchCommand
+		field := reflect.ValueOf(&c).Elem().Field(i)
+		field.Set(reflect.New(field.Type().Elem()))
+		r := api.runCommand(t.Context(), &c)
+		if r.err != nil && strings.Contains(r.err.Message, "exactly one method") {
+			t.Errorf("command %s not run: %s", typ.Field(i).Tag.Get("json"), r.err.Message)
+		}
+		if r.err == nil && !r.isPos && r.result == nil {
+			t.Errorf("command %s: no result and no error", typ.Field(i).Tag.Get("json"))
+		}
+	}
+}

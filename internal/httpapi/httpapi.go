@@ -29,6 +29,12 @@
 // never decoded into Go values; responses carry stored data compacted. The endpoints and their bodies are documented in
 // docs/api.md.
 //
+// The bodies of the publish path, a publish request and a batch of publish
+// commands, are scanned by hand rather than with encoding/json's
+// reflection; anything outside their usual shape, and every malformed
+// body, goes through encoding/json, so answers and errors are the same
+// either way (see scan.go).
+//
 // An API is safe for concurrent use; it holds no per-request state.
 package httpapi
 
@@ -44,6 +50,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
@@ -159,7 +166,7 @@ func New(b Backend, opts Options) (*API, error) {
 	}
 	a := &API{b: b, opts: opts, keyHash: sha256.Sum256([]byte(opts.APIKey))}
 	a.handlers = map[string]func(context.Context, []byte) (any, error){
-		"publish":        endpoint(a.publish),
+		"publish":        a.publishEndpoint,
 		"broadcast":      endpoint(a.broadcast),
 		"send":           endpoint(a.send),
 		"presence":       endpoint(a.presence),
@@ -231,7 +238,10 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, h func(
 	deadline := time.Now().Add(a.opts.Timeout)
 	_ = rc.SetReadDeadline(deadline)
 	_ = rc.SetWriteDeadline(deadline.Add(a.opts.Timeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
+	buf := getBodyBuffer(r.ContentLength)
+	defer putBodyBuffer(buf)
+	body, err := readAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes), (*buf)[:0])
+	*buf = body
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -246,6 +256,62 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, h func(
 		return a.writeBackendError(w, name, err)
 	}
 	return writeJSON(w, http.StatusOK, res)
+}
+
+// Request bodies are read into pooled buffers: a busy backend's requests
+// then cost no allocation and copying as the body grows. Nothing the API
+// decodes from a body refers to it afterwards (strings and data are
+// copied), so a buffer is reused as soon as its request is answered.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const (
+	// minBodyBuffer is a body buffer's initial capacity: a typical
+	// request fits.
+	minBodyBuffer = 4 << 10
+	// maxPooledBodyBuffer bounds the buffers kept for reuse, so that a
+	// few large requests do not pin their memory.
+	maxPooledBodyBuffer = 256 << 10
+)
+
+// getBodyBuffer returns a buffer for a body of contentLength bytes (-1 if
+// unknown), which the caller has already checked against MaxBodyBytes.
+func getBodyBuffer(contentLength int64) *[]byte {
+	buf := bodyBuffers.Get().(*[]byte)
+	// One byte more than the body lets the read see the end of the body
+	// without growing the buffer. A declared length is not trusted
+	// further than the pooled size: a larger body grows the buffer as it
+	// arrives.
+	if want := int(min(contentLength+1, maxPooledBodyBuffer)); cap(*buf) < want {
+		*buf = make([]byte, 0, max(want, minBodyBuffer))
+	} else if cap(*buf) == 0 {
+		*buf = make([]byte, 0, minBodyBuffer)
+	}
+	return buf
+}
+
+func putBodyBuffer(buf *[]byte) {
+	if cap(*buf) > maxPooledBodyBuffer {
+		*buf = nil
+	}
+	*buf = (*buf)[:0]
+	bodyBuffers.Put(buf)
+}
+
+// readAll is io.ReadAll reading into buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if err == io.EOF { // as io.ReadAll: Read returns EOF itself, unwrapped
+				err = nil
+			}
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 func tooLarge(limit int64) *apiError {
@@ -312,11 +378,18 @@ func writeError(w http.ResponseWriter, e *apiError) int {
 	return writeJSON(w, e.status, b)
 }
 
+// encodedJSON is a response body already encoded, as json.Marshal would
+// have encoded the value it stands for.
+type encodedJSON []byte
+
 func writeJSON(w http.ResponseWriter, status int, v any) int {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		body = []byte(`{"error":{"code":100,"message":"encoding the response failed"}}`)
+	body, ok := v.(encodedJSON)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			status = http.StatusInternalServerError
+			body = []byte(`{"error":{"code":100,"message":"encoding the response failed"}}`)
+		}
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

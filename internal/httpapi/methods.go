@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/wire"
@@ -23,17 +24,50 @@ type positionJSON struct {
 }
 
 func (a *API) publish(ctx context.Context, req *publishRequest) (any, error) {
-	if err := requireChannel(req.Channel); err != nil {
-		return nil, err
-	}
-	if err := requireData(req.Data); err != nil {
-		return nil, err
-	}
-	pos, err := a.b.Publish(ctx, req.Channel, req.Data)
+	pos, err := a.publishPosition(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	return pos, nil
+}
+
+func (a *API) publishPosition(ctx context.Context, req *publishRequest) (positionJSON, error) {
+	if err := requireChannel(req.Channel); err != nil {
+		return positionJSON{}, err
+	}
+	if err := requireData(req.Data); err != nil {
+		return positionJSON{}, err
+	}
+	pos, err := a.b.Publish(ctx, req.Channel, req.Data)
+	if err != nil {
+		return positionJSON{}, err
+	}
 	return positionJSON{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+}
+
+// publishEndpoint is POST /api/publish: endpoint(a.publish), with the
+// usual body scanned without reflection.
+func (a *API) publishEndpoint(ctx context.Context, body []byte) (any, error) {
+	var req publishRequest
+	if !scanPublishRequest(body, &req) {
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+	}
+	pos, err := a.publishPosition(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	return encodedJSON(appendPosition(make([]byte, 0, 48+len(pos.Epoch)), pos)), nil
+}
+
+// appendPosition appends pos as encoding/json encodes it.
+func appendPosition(dst []byte, pos positionJSON) []byte {
+	dst = append(dst, `{"offset":`...)
+	dst = strconv.AppendUint(dst, pos.Offset, 10)
+	dst = append(dst, `,"epoch":`...)
+	dst = appendJSONString(dst, pos.Epoch)
+	return append(dst, '}')
 }
 
 type broadcastRequest struct {

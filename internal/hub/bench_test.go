@@ -129,3 +129,33 @@ func BenchmarkDeliveryEncoded(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPublishManyChannels publishes round-robin to 10,000 channels
+// with one local subscriber each and no history, the shape of per-user
+// channels fed by the server API: the channel's lookups by name, in
+// maps too large for the CPU's caches, are a good part of the cost.
+func BenchmarkPublishManyChannels(b *testing.B) {
+	const channels = 10_000
+	h, _ := benchHub(b)
+	names := make([]string, channels)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%d", i)
+		sub := &countingSub{id: names[i]}
+		if err := h.AddClient(sub); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Subscribe(context.Background(), sub, names[i], hub.SubscribeOptions{}, func(*wire.SubscribeResult) {}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data := []byte(`{"text":"hello"}`)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i = (i + 4099) % channels // strides through the maps
+		if _, err := h.Publish(ctx, names[i], data, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

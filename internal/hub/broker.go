@@ -149,6 +149,27 @@ type EventHandler interface {
 	HandleReconnect()
 }
 
+// ChannelTargets is an optional extension of EventHandler (the Hub
+// implements it) for brokers that deliver in this process, sparing them
+// and the handler a lookup of the channel by name for every publication.
+//
+// Once a broker's Subscribe(channel) has returned, the broker may call
+// PublicationTarget(channel) and keep the target until its Unsubscribe of
+// channel, and hand that subscription's publications to
+// target.HandleChannelPublication instead of HandlePublication, with the
+// same guarantees (offset order, never concurrently for one channel). A
+// nil target means the handler holds nothing for channel: the broker then
+// calls HandlePublication. A new Subscribe needs a new target.
+type ChannelTargets interface {
+	PublicationTarget(channel string) ChannelTarget
+}
+
+// ChannelTarget receives the publications of one channel for one broker
+// subscription; see ChannelTargets.
+type ChannelTarget interface {
+	HandleChannelPublication(pub *Publication, pos StreamPosition)
+}
+
 // PresenceStats counts a channel's present clients and distinct users.
 type PresenceStats struct {
 	NumClients int

@@ -26,7 +26,10 @@
 // Delivery.Encoded, once per wire format, and every connection's queue
 // references the same bytes. Deliver must not block (sessions queue and
 // apply their own slow-consumer policy), so a slow client only affects
-// itself.
+// itself. A broker in the same process (the in-memory one) hands a
+// channel's publications to the target the hub gives it for the channel
+// (ChannelTargets), so a publication is looked up by name once, in the
+// broker, rather than once on each side.
 //
 // # Recovery
 //

@@ -17,7 +17,10 @@ import (
 
 const numShards = 64
 
-var _ EventHandler = (*Hub)(nil)
+var (
+	_ EventHandler   = (*Hub)(nil)
+	_ ChannelTargets = (*Hub)(nil)
+)
 
 // Hub is a node's channel registry and fan-out engine. It is safe for
 // concurrent use. Create it with New, start it with Run, stop it with

@@ -332,10 +332,35 @@ func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
 // recover; a publication at or below the last offset is a duplicate and is
 // dropped.
 func (h *Hub) HandlePublication(channel string, pub *Publication, pos StreamPosition) {
-	ch := h.lookupChannel(channel)
-	if ch == nil {
-		return
+	if ch := h.lookupChannel(channel); ch != nil {
+		h.handlePublication(ch, pub, pos)
 	}
+}
+
+// PublicationTarget implements ChannelTargets: the target is the channel's
+// state, which lives from the broker subscription's start to its end (a
+// channel released and joined again gets a new state and a new broker
+// subscription).
+func (h *Hub) PublicationTarget(channel string) ChannelTarget {
+	if ch := h.lookupChannel(channel); ch != nil {
+		return &channelTarget{h, ch}
+	}
+	return nil
+}
+
+// channelTarget hands one channel's publications to the hub.
+type channelTarget struct {
+	h  *Hub
+	ch *channel
+}
+
+// HandleChannelPublication implements ChannelTarget: HandlePublication
+// without the lookup.
+func (t *channelTarget) HandleChannelPublication(pub *Publication, pos StreamPosition) {
+	t.h.handlePublication(t.ch, pub, pos)
+}
+
+func (h *Hub) handlePublication(ch *channel, pub *Publication, pos StreamPosition) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.state == chClosing {
@@ -368,7 +393,7 @@ func (h *Hub) HandlePublication(channel string, pub *Publication, pos StreamPosi
 	}
 	h.counters.publicationsIn.Add(1)
 	if deliver && len(ch.live) > 0 {
-		d := NewDelivery(wire.Push{Type: wire.PushPublication, Channel: channel, Publication: pub})
+		d := NewDelivery(wire.Push{Type: wire.PushPublication, Channel: ch.name, Publication: pub})
 		for _, sub := range ch.targets {
 			sub.Deliver(d)
 		}

@@ -6,7 +6,8 @@
 // # Ordering
 //
 // Publish holds the channel's lock while it assigns the offset, appends to
-// history and calls EventHandler.HandlePublication, so the handler sees a
+// history and calls EventHandler.HandlePublication (or the channel's
+// hub.ChannelTarget, when the handler provides one), so the handler sees a
 // channel's publications one at a time in offset order, and a history read
 // (which takes the same lock) never observes a publication the handler has
 // not been given. Join and leave events take the same lock. Control
@@ -98,6 +99,10 @@ type channelState struct {
 	// caller that locked it afterwards looks the channel up again.
 	dead       bool
 	subscribed bool
+	// target receives the publications of the current subscription
+	// (hub.ChannelTargets); nil until the first one, or when the handler
+	// has none.
+	target hub.ChannelTarget
 
 	hasStream   bool
 	epoch       string
@@ -250,6 +255,7 @@ func (b *Broker) Subscribe(_ context.Context, channel string) error {
 	}
 	cs := b.lockChannel(channel, true)
 	cs.subscribed = true
+	cs.target = nil // a new subscription has a new target
 	cs.mu.Unlock()
 	return nil
 }
@@ -261,6 +267,7 @@ func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
 	}
 	if cs := b.lockChannel(channel, false); cs != nil {
 		cs.subscribed = false
+		cs.target = nil
 		cs.mu.Unlock()
 	}
 	return nil
@@ -376,9 +383,25 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 		pos = hub.StreamPosition{Offset: cs.offset, Epoch: cs.epoch}
 	}
 	if h := b.eventHandler(); h != nil && cs.subscribed {
-		h.HandlePublication(channel, &p, pos)
+		cs.handOver(h, channel, &p, pos)
 	}
 	return pos, nil
+}
+
+// handOver gives a publication of the subscribed channel to h; cs is
+// locked. It resolves the channel's target once per subscription, so
+// that neither side looks the channel up by name for every publication.
+func (cs *channelState) handOver(h hub.EventHandler, channel string, pub *hub.Publication, pos hub.StreamPosition) {
+	if cs.target == nil {
+		if ct, ok := h.(hub.ChannelTargets); ok {
+			cs.target = ct.PublicationTarget(channel)
+		}
+		if cs.target == nil {
+			h.HandlePublication(channel, pub, pos)
+			return
+		}
+	}
+	cs.target.HandleChannelPublication(pub, pos)
 }
 
 // deliver hands a publication kept in no history to the handler, in order
@@ -395,7 +418,7 @@ func (b *Broker) deliver(channel string, pub *hub.Publication) (hub.StreamPositi
 	}
 	defer cs.mu.Unlock()
 	if cs.subscribed {
-		h.HandlePublication(channel, pub, hub.StreamPosition{})
+		cs.handOver(h, channel, pub, hub.StreamPosition{})
 	}
 	return hub.StreamPosition{}, nil
 }
