@@ -60,6 +60,9 @@ type Config struct {
 	APIKey string `yaml:"api_key"`
 	// APIMaxBodySize bounds server API request bodies, in bytes.
 	APIMaxBodySize int64 `yaml:"api_max_body_size"`
+	// APIMaxBatchCommands bounds the commands of one POST /api/batch
+	// request (1 to MaxAPIBatchCommands).
+	APIMaxBatchCommands int `yaml:"api_max_batch_commands"`
 
 	// Token configures how connection tokens (JWT) are verified.
 	Token Token `yaml:"token"`
@@ -201,6 +204,11 @@ type Queue struct {
 // limit).
 const MaxWriteDelay = 250 * time.Millisecond
 
+// MaxAPIBatchCommands bounds api_max_batch_commands: a batch runs its
+// commands one after the other inside one request's time limit, and the
+// decoded commands are held until they have run.
+const MaxAPIBatchCommands = 100000
+
 // Compression configures WebSocket permessage-deflate.
 type Compression struct {
 	Enabled bool `yaml:"enabled"`
@@ -287,24 +295,25 @@ type Demo struct {
 // memory broker, anonymous clients allowed, and DefaultNamespaces.
 func Default() *Config {
 	return &Config{
-		Listen:           "127.0.0.1:8080",
-		APIMaxBodySize:   1 << 20,
-		AllowAnonymous:   true,
-		Log:              Log{Level: "info", Format: "text"},
-		PingInterval:     25 * time.Second,
-		PongTimeout:      10 * time.Second,
-		ConnectTimeout:   10 * time.Second,
-		MaxMessageSize:   64 << 10,
-		MaxSubscriptions: 128,
-		ClientQueue:      Queue{Bytes: 1 << 20, Messages: 1024, WriteDelay: 75 * time.Millisecond},
-		Compression:      Compression{Enabled: false, Threshold: 256},
-		History:          History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
-		Namespaces:       DefaultNamespaces(),
-		DrainTimeout:     5 * time.Second,
-		ShutdownTimeout:  10 * time.Second,
-		Broker:           Broker{Type: "memory", Redis: RedisBroker{Prefix: "herald"}},
-		Demo:             Demo{Enabled: true},
-		Memory:           Memory{ReleaseAfterBurst: 5 * time.Second},
+		Listen:              "127.0.0.1:8080",
+		APIMaxBodySize:      1 << 20,
+		APIMaxBatchCommands: 1000,
+		AllowAnonymous:      true,
+		Log:                 Log{Level: "info", Format: "text"},
+		PingInterval:        25 * time.Second,
+		PongTimeout:         10 * time.Second,
+		ConnectTimeout:      10 * time.Second,
+		MaxMessageSize:      64 << 10,
+		MaxSubscriptions:    128,
+		ClientQueue:         Queue{Bytes: 1 << 20, Messages: 1024, WriteDelay: 75 * time.Millisecond},
+		Compression:         Compression{Enabled: false, Threshold: 256},
+		History:             History{MetaTTL: 24 * time.Hour, MaxLimit: 1000},
+		Namespaces:          DefaultNamespaces(),
+		DrainTimeout:        5 * time.Second,
+		ShutdownTimeout:     10 * time.Second,
+		Broker:              Broker{Type: "memory", Redis: RedisBroker{Prefix: "herald"}},
+		Demo:                Demo{Enabled: true},
+		Memory:              Memory{ReleaseAfterBurst: 5 * time.Second},
 	}
 }
 
@@ -368,6 +377,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APIMaxBodySize < 1024 {
 		return fmt.Errorf("api_max_body_size: %d below 1024", c.APIMaxBodySize)
+	}
+	if c.APIMaxBatchCommands < 1 || c.APIMaxBatchCommands > MaxAPIBatchCommands {
+		return fmt.Errorf("api_max_batch_commands: %d out of range 1..%d", c.APIMaxBatchCommands, MaxAPIBatchCommands)
 	}
 	if c.Token.Secret != "" && len(c.Token.Secret) < 32 {
 		return fmt.Errorf("token.secret: too short (%d bytes, want at least 32)", len(c.Token.Secret))

@@ -155,6 +155,8 @@ func TestValidate(t *testing.T) {
 		"same tcp and http":     func(c *Config) { c.TCPListen = c.Listen },
 		"negative backlog":      func(c *Config) { c.ListenBacklog = -1 },
 		"short api key":         func(c *Config) { c.APIKey = "short" },
+		"zero batch commands":   func(c *Config) { c.APIMaxBatchCommands = 0 },
+		"huge batch commands":   func(c *Config) { c.APIMaxBatchCommands = MaxAPIBatchCommands + 1 },
 		"short secret":          func(c *Config) { c.Token.Secret = "short" },
 		"missing key file":      func(c *Config) { c.Token.RSAPublicKeyFile = "/nonexistent/key.pem" },
 		"log level":             func(c *Config) { c.Log.Level = "loud" },

@@ -192,11 +192,12 @@ func New(opts Options) (*Server, error) {
 	}
 	s.node = n
 	api, err := httpapi.New(apiBackend{h: n.hub}, httpapi.Options{
-		APIKey:          s.apiKey,
-		MaxBodyBytes:    cfg.APIMaxBodySize,
-		MaxHistoryLimit: cfg.History.MaxLimit,
-		Metrics:         s.metrics,
-		Logger:          s.log,
+		APIKey:           s.apiKey,
+		MaxBodyBytes:     cfg.APIMaxBodySize,
+		MaxBatchCommands: cfg.APIMaxBatchCommands,
+		MaxHistoryLimit:  cfg.History.MaxLimit,
+		Metrics:          s.metrics,
+		Logger:           s.log,
 	})
 	if err != nil {
 		n.close(context.Background())

@@ -269,6 +269,21 @@ func TestAPIErrorsThroughHub(t *testing.T) {
 	}
 }
 
+// TestAPIBatchLimitFromConfig: api_max_batch_commands reaches the API: a
+// batch at the limit runs, one command more is refused whole with 400.
+func TestAPIBatchLimitFromConfig(t *testing.T) {
+	s, _ := startServer(t, func(c *config.Config) { c.APIMaxBatchCommands = 2 })
+	cmd := `{"publish":{"channel":"chat:a","data":1}}`
+	status, body := apiCall(t, s, s.APIKey(), "batch", `{"commands":[`+cmd+`,`+cmd+`]}`)
+	if replies, _ := body["replies"].([]any); status != 200 || len(replies) != 2 {
+		t.Fatalf("two commands: %d %v", status, body)
+	}
+	status, body = apiCall(t, s, s.APIKey(), "batch", `{"commands":[`+cmd+`,`+cmd+`,`+cmd+`]}`)
+	if e, _ := body["error"].(map[string]any); status != 400 || e == nil || e["code"] != float64(107) {
+		t.Fatalf("three commands: %d %v", status, body)
+	}
+}
+
 func TestHealthAndDemo(t *testing.T) {
 	s, _ := startServer(t, func(c *config.Config) { c.Demo.Enabled = true })
 	if got := get(t, "http://"+s.Addr()+"/healthz"); !strings.Contains(got, "ok") {
