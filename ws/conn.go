@@ -106,10 +106,12 @@ type Conn struct {
 
 	netConn net.Conn // nil once served: the poller owns the socket
 	h       Handler  // event mode: set by Serve
-	opts    connOpts
-	deflate *deflateParams // nil without permessage-deflate
-	// rare holds what few connections have (a subprotocol, compression
-	// context kept between messages); nil for the others. Set by newConn.
+	// opts is shared by the connections made with the same options (see
+	// internConnOpts). Immutable.
+	opts *connOpts
+	// rare holds what few connections have (a subprotocol, the
+	// permessage-deflate parameters and compression context kept between
+	// messages); nil for the others. Set by newConn.
 	rare *rareState
 
 	lastRead atomic.Int64                 // unix nanoseconds of the last bytes read
@@ -163,6 +165,34 @@ func packConnOptions(o ConnOptions) connOpts {
 	}
 }
 
+// connOptsCache shares one connOpts among the connections made with the
+// same options (a server's are all alike), which keeps 8 bytes rather than
+// 16 in every Conn. It holds at most maxCachedConnOpts distinct values;
+// connections with others get a copy of their own.
+var connOptsCache struct {
+	mu sync.Mutex
+	m  map[connOpts]*connOpts
+}
+
+const maxCachedConnOpts = 64
+
+// internConnOpts returns a shared, immutable copy of o.
+func internConnOpts(o connOpts) *connOpts {
+	connOptsCache.mu.Lock()
+	defer connOptsCache.mu.Unlock()
+	if p, ok := connOptsCache.m[o]; ok {
+		return p
+	}
+	p := &o
+	if len(connOptsCache.m) < maxCachedConnOpts {
+		if connOptsCache.m == nil {
+			connOptsCache.m = make(map[connOpts]*connOpts)
+		}
+		connOptsCache.m[o] = p
+	}
+	return p
+}
+
 // blockingState is what the blocking API needs beyond the Conn: it is
 // created by the first blocking read or write (or by Writer in either
 // mode), so that connections served in event mode never carry it.
@@ -186,6 +216,7 @@ type blockingState struct {
 // inflated with.
 type rareState struct {
 	subprotocol string
+	deflate     *deflateParams // nil without permessage-deflate
 	wdeflate    *deflateWriter // nil when this side resets its compressor
 	readDict    []byte
 	readDictN   int // its size limit; 0 when the peer resets its compressor
@@ -235,25 +266,21 @@ func newConn(cfg connConfig) *Conn {
 	c := &Conn{
 		netConn:  cfg.netConn,
 		isServer: cfg.isServer,
-		opts:     packConnOptions(cfg.opts),
-		deflate:  cfg.deflate,
+		opts:     internConnOpts(packConnOptions(cfg.opts)),
 	}
-	if cfg.subprotocol != "" {
-		c.rare = &rareState{subprotocol: cfg.subprotocol}
+	if cfg.subprotocol != "" || cfg.deflate != nil {
+		c.rare = &rareState{subprotocol: cfg.subprotocol, deflate: cfg.deflate}
 	}
 	c.parser = newFrameParser(cfg.isServer, cfg.deflate != nil, limit)
 	if len(cfg.buffered) > 0 {
 		c.blockingState().rdata = cfg.buffered
 	}
-	if d := c.deflate; d != nil {
+	if d := cfg.deflate; d != nil {
 		if d.threshold <= 0 {
 			d.threshold = defaultCompressionThreshold
 		}
 		d.level, d.writeWindowBits = normalizeDeflate(d.level, d.writeWindowBits)
 		_, d.readWindowBits = normalizeDeflate(1, d.readWindowBits)
-		if (!d.writeNoContextTakeover || !d.readNoContextTakeover) && c.rare == nil {
-			c.rare = new(rareState)
-		}
 		if !d.writeNoContextTakeover {
 			c.rare.wdeflate = newDeflateWriter(d.level, d.writeWindowBits)
 		}
@@ -308,7 +335,16 @@ func (c *Conn) RemoteAddr() net.Addr {
 func (c *Conn) LastRead() time.Time { return time.Unix(0, c.lastRead.Load()) }
 
 // Compressed reports whether permessage-deflate was negotiated.
-func (c *Conn) Compressed() bool { return c.deflate != nil }
+func (c *Conn) Compressed() bool { return c.deflateParams() != nil }
+
+// deflateParams returns the negotiated permessage-deflate parameters, nil
+// without compression.
+func (c *Conn) deflateParams() *deflateParams {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.deflate
+}
 
 // CloseNow closes the socket at once, without a closing handshake.
 // Blocked reads and writes return ErrClosed. It is idempotent.

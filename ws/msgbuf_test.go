@@ -112,13 +112,13 @@ func TestInflateLimitBoundary(t *testing.T) {
 	}
 }
 
-// TestConnSize keeps an idle event-mode connection within the 192-byte
+// TestConnSize keeps an idle event-mode connection within the 176-byte
 // size class: a server holds one Conn per idle connection, and the state
 // of the blocking API, of messages in progress and of closing lives
 // elsewhere.
 func TestConnSize(t *testing.T) {
-	if n := unsafe.Sizeof(Conn{}); n > 192 {
-		t.Fatalf("Conn is %d bytes, over the 192-byte size class", n)
+	if n := unsafe.Sizeof(Conn{}); n > 176 {
+		t.Fatalf("Conn is %d bytes, over the 176-byte size class", n)
 	}
 	if n := unsafe.Sizeof(frameParser{}); n > 64 {
 		t.Fatalf("frameParser is %d bytes, want at most 64", n)

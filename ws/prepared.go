@@ -84,7 +84,7 @@ func (pm *PreparedMessage) compressedFor(level, bits int) (frame, payload []byte
 // payload (rsv1 when compressed), or shared=false when the connection must
 // compress with its own context.
 func (pm *PreparedMessage) encodingFor(c *Conn) (frame, payload []byte, rsv1, shared bool) {
-	d := c.deflate
+	d := c.deflateParams()
 	if d == nil || len(pm.payload) < d.threshold {
 		return pm.frame, pm.payload, false, true
 	}

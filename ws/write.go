@@ -101,7 +101,7 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if c.closing() {
 		return ErrClosed
 	}
-	if c.deflate != nil && len(p) >= c.deflate.threshold {
+	if d := c.deflateParams(); d != nil && len(p) >= d.threshold {
 		return c.writeCompressedLocked(ctx, op, p)
 	}
 	return c.writeFrameLocked(ctx, true, false, op, p)
@@ -120,7 +120,8 @@ func (c *Conn) writeCompressedLocked(ctx context.Context, op opcode, p []byte) e
 		return ErrQueueFull
 	}
 	if dw == nil {
-		dw = getDeflateWriter(c.deflate.level, c.deflate.writeWindowBits)
+		d := c.deflateParams()
+		dw = getDeflateWriter(d.level, d.writeWindowBits)
 		defer putDeflateWriter(dw)
 	}
 	bp := getWriteBuf()
@@ -306,11 +307,11 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	*w = messageWriter{c: c, ctx: ctx, op: op, open: true}
 	w.bp = getWriteBuf()
 	w.buf = w.bp.b[:0]
-	if c.deflate != nil {
+	if d := c.deflateParams(); d != nil {
 		w.compress = true
 		w.dw = c.wdeflate()
 		if w.dw == nil {
-			w.dw = getDeflateWriter(c.deflate.level, c.deflate.writeWindowBits)
+			w.dw = getDeflateWriter(d.level, d.writeWindowBits)
 			w.pooledDW = true
 		}
 	}

@@ -25,7 +25,7 @@ func TestConnAddrs(t *testing.T) {
 			p := newTestPoller(t, Options{})
 			h := newRecorder(false)
 			c := register(t, p, server, h)
-			if c.addrs.other != nil {
+			if !c.addrs.packed() {
 				t.Fatal("TCP addresses kept as net.Addr values")
 			}
 			check := func(when string) {
@@ -46,22 +46,63 @@ func TestConnAddrs(t *testing.T) {
 		})
 	}
 	t.Run("packed", func(t *testing.T) {
+		// Over a net.Pipe, whose connections take the fallback path: the
+		// addresses are packed all the same.
 		local := &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 80}
 		remote := &net.TCPAddr{IP: net.ParseIP("10.0.0.1").To4(), Port: 65535}
-		a := makeConnAddrs(local, remote)
-		if a.other != nil || !reflect.DeepEqual(a.addr(0), local) || !reflect.DeepEqual(a.addr(1), remote) {
-			t.Fatalf("got %#v %#v", a.addr(0), a.addr(1))
+		p := newTestPoller(t, Options{})
+		var conns []*Conn
+		for range 3 {
+			server, client := net.Pipe()
+			t.Cleanup(func() { client.Close() })
+			c := register(t, p, addrConn{server, local, remote}, newRecorder(false))
+			if !c.addrs.packed() {
+				t.Fatal("TCP addresses not packed")
+			}
+			if !reflect.DeepEqual(c.LocalAddr(), local) || !reflect.DeepEqual(c.RemoteAddr(), remote) {
+				t.Fatalf("got %#v %#v", c.LocalAddr(), c.RemoteAddr())
+			}
+			if c.RemoteAddr() == c.RemoteAddr() || c.LocalAddr() == c.LocalAddr() {
+				t.Fatal("callers share one *net.TCPAddr")
+			}
+			conns = append(conns, c)
 		}
-		if a.addr(1) == a.addr(1) {
-			t.Fatal("callers share one *net.TCPAddr")
+		if len(p.locals.list) != 1 || conns[0].addrs.local != conns[2].addrs.local {
+			t.Fatalf("one local address kept %d times", len(p.locals.list))
+		}
+	})
+	t.Run("table full", func(t *testing.T) {
+		p := newTestPoller(t, Options{})
+		remote := &net.TCPAddr{IP: net.ParseIP("10.0.0.1").To4(), Port: 1}
+		for i := range maxLocalAddrs {
+			local := &net.TCPAddr{IP: net.IPv4(10, 1, byte(i>>8), byte(i)).To4(), Port: 80}
+			if _, ok := p.packConnAddrs(local, remote); !ok {
+				t.Fatalf("local address %d not packed", i)
+			}
+		}
+		local := &net.TCPAddr{IP: net.ParseIP("10.2.0.1").To4(), Port: 80}
+		if _, ok := p.packConnAddrs(local, remote); ok {
+			t.Fatal("local address packed beyond the table's bound")
+		}
+		server, client := net.Pipe()
+		defer client.Close()
+		c := register(t, p, addrConn{server, local, remote}, newRecorder(false))
+		if c.LocalAddr() != net.Addr(local) || c.RemoteAddr() != net.Addr(remote) {
+			t.Fatalf("addresses not kept as given: %v %v", c.LocalAddr(), c.RemoteAddr())
 		}
 	})
 	t.Run("zone", func(t *testing.T) {
 		local := &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 80, Zone: "eth0"}
 		remote := &net.TCPAddr{IP: net.ParseIP("fe80::2"), Port: 8080, Zone: "eth0"}
-		a := makeConnAddrs(local, remote)
-		if a.other == nil || a.addr(0) != net.Addr(local) || a.addr(1) != net.Addr(remote) {
-			t.Fatalf("zoned addresses not kept as given: %#v", a)
+		p := newTestPoller(t, Options{})
+		if a, ok := p.packConnAddrs(local, remote); ok || a.packed() {
+			t.Fatalf("zoned addresses packed: %#v", a)
+		}
+		server, client := net.Pipe()
+		defer client.Close()
+		c := register(t, p, addrConn{server, local, remote}, newRecorder(false))
+		if c.LocalAddr() != net.Addr(local) || c.RemoteAddr() != net.Addr(remote) {
+			t.Fatalf("zoned addresses not kept as given: %v %v", c.LocalAddr(), c.RemoteAddr())
 		}
 	})
 	t.Run("other", func(t *testing.T) {
@@ -73,8 +114,17 @@ func TestConnAddrs(t *testing.T) {
 			t.Fatalf("pipe addresses %v %v", c.LocalAddr(), c.RemoteAddr())
 		}
 		odd := &net.TCPAddr{IP: net.IP{1, 2, 3}, Port: 1}
-		if a := makeConnAddrs(odd, nil); a.other == nil || a.addr(0) != net.Addr(odd) || a.addr(1) != nil {
-			t.Fatalf("malformed TCP address not kept as given: %#v", a)
+		if a, ok := p.packConnAddrs(odd, nil); ok || a.packed() {
+			t.Fatalf("malformed TCP address packed: %#v", a)
 		}
 	})
 }
+
+// addrConn is a net.Conn reporting the addresses it is given.
+type addrConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c addrConn) LocalAddr() net.Addr  { return c.local }
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }

@@ -49,7 +49,6 @@ type epollState struct {
 	sched atomic.Uint32
 	// pending accumulates event bits until the next turn takes them.
 	pending atomic.Uint32
-	next    *Conn // work queue link, under workQueue.mu
 	loop    *loop
 	gen     uint32 // tells a reused descriptor's events from this Conn's
 
@@ -80,7 +79,7 @@ type loop struct {
 	rc   syscall.RawConn // of file: waits in the runtime poller
 
 	mu    sync.Mutex
-	conns map[int32]*Conn // by descriptor
+	conns connTable // by descriptor
 
 	// hold paces the loop's connections (Options.WriteDelay).
 	hold holdWheel
@@ -143,7 +142,7 @@ func newLoop(ep *epollPoller) (*loop, error) {
 		file.Close()
 		return nil, err
 	}
-	l := &loop{ep: ep, epfd: epfd, file: file, rc: rc, conns: make(map[int32]*Conn)}
+	l := &loop{ep: ep, epfd: epfd, file: file, rc: rc}
 	l.hold = holdWheel{p: ep.p, flush: ep.flushHeld}
 	l.standIn = time.AfterFunc(time.Hour, l.watch)
 	l.standIn.Stop()
@@ -155,6 +154,63 @@ func (l *loop) release() {
 	l.released.Store(true)
 	l.standIn.Stop()
 	l.file.Close()
+}
+
+// connTable maps a loop's descriptors to their connections. Descriptors
+// are small and dense (the kernel hands out the lowest free one), so the
+// table is an array indexed by descriptor, split into pages allocated as
+// descriptors reach them: 8 bytes per connection rather than a map's
+// buckets, and growing never copies the entries. A page is kept once
+// allocated (its descriptors are soon reused). Guarded by loop.mu.
+type connTable struct {
+	pages []*connPage
+}
+
+const connPageBits = 9 // 512 entries, 4 KiB
+
+type connPage [1 << connPageBits]*Conn
+
+func (t *connTable) get(fd int32) *Conn {
+	i := int(fd) >> connPageBits
+	if fd < 0 || i >= len(t.pages) || t.pages[i] == nil {
+		return nil
+	}
+	return t.pages[i][fd&(1<<connPageBits-1)]
+}
+
+// set stores c (nil: removes) at fd, which must not be negative.
+func (t *connTable) set(fd int32, c *Conn) {
+	i := int(fd) >> connPageBits
+	if i >= len(t.pages) {
+		if c == nil {
+			return
+		}
+		t.pages = append(t.pages, make([]*connPage, i+1-len(t.pages))...)
+	}
+	pg := t.pages[i]
+	if pg == nil {
+		if c == nil {
+			return
+		}
+		pg = new(connPage)
+		t.pages[i] = pg
+	}
+	pg[fd&(1<<connPageBits-1)] = c
+}
+
+// appendAll appends every connection in the table to dst.
+func (t *connTable) appendAll(dst []*Conn) []*Conn {
+	for _, pg := range t.pages {
+		if pg == nil {
+			continue
+		}
+		for _, c := range pg {
+			if c != nil {
+				dst = append(dst, c)
+			}
+		}
+	}
+	return dst
 }
 
 // readyConn is one dispatched event.
@@ -242,7 +298,7 @@ func (l *loop) run() {
 		l.mu.Lock()
 		for i := range events[:n] {
 			ev := &events[i]
-			c := l.conns[ev.Fd]
+			c := l.conns.get(ev.Fd)
 			if c == nil || c.epoll.gen != uint32(ev.Pad) {
 				continue // closed meanwhile, perhaps with the descriptor reused
 			}
@@ -300,8 +356,8 @@ func (l *loop) run() {
 
 func (l *loop) remove(c *Conn) {
 	l.mu.Lock()
-	if l.conns[c.fd] == c {
-		delete(l.conns, c.fd)
+	if l.conns.get(c.fd) == c {
+		l.conns.set(c.fd, nil)
 	}
 	l.mu.Unlock()
 	// Closing the only descriptor would remove it from epoll too; the
@@ -377,16 +433,14 @@ func (ep *epollPoller) register(c *Conn, nc net.Conn) (bool, error) {
 func (c *Conn) sysAdd() {
 	l := c.epoll.loop
 	l.mu.Lock()
-	l.conns[c.fd] = c
+	l.conns.set(c.fd, c)
 	l.mu.Unlock()
 }
 
 func (ep *epollPoller) appendConns(dst []*Conn) []*Conn {
 	for _, l := range ep.loops {
 		l.mu.Lock()
-		for _, c := range l.conns {
-			dst = append(dst, c)
-		}
+		dst = l.conns.appendAll(dst)
 		l.mu.Unlock()
 	}
 	return dst
@@ -403,17 +457,24 @@ func (ep *epollPoller) stop() {
 	ep.wg.Wait()
 }
 
-// workQueue is the FIFO of scheduled connections, linked through the
-// connections themselves: it never allocates and holds each Conn at most
-// once.
+// workQueue is the FIFO of scheduled connections: a ring that holds each
+// Conn at most once (Conn.epoll.sched), so it never holds more than the
+// open connections. It grows (doubling) when a burst of ready connections
+// fills it and keeps its size, which a link field in every Conn would
+// cost each idle connection instead.
 type workQueue struct {
-	mu         sync.Mutex
-	cond       sync.Cond
-	head, tail *Conn
-	idle       int // workers waiting in pop
-	workers    int // workers started
-	stopped    bool
+	mu      sync.Mutex
+	cond    sync.Cond
+	ring    []*Conn // length a power of two (or 0)
+	head    int     // index of the oldest entry
+	n       int     // entries
+	idle    int     // workers waiting in pop
+	workers int     // workers started
+	stopped bool
 }
+
+// minWorkRing is the ring's first size.
+const minWorkRing = 64
 
 func (q *workQueue) push(c *Conn) {
 	q.mu.Lock()
@@ -447,20 +508,22 @@ func (q *workQueue) pushBatch(cs []*Conn) {
 }
 
 func (q *workQueue) appendLocked(c *Conn) {
-	c.epoll.next = nil
-	if q.tail == nil {
-		q.head = c
-	} else {
-		q.tail.epoll.next = c
+	if q.n == len(q.ring) {
+		ring := make([]*Conn, max(minWorkRing, 2*len(q.ring)))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+		}
+		q.ring, q.head = ring, 0
 	}
-	q.tail = c
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = c
+	q.n++
 }
 
 // pop blocks for the next connection; nil after stop.
 func (q *workQueue) pop() *Conn {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.head == nil {
+	for q.n == 0 {
 		if q.stopped {
 			return nil
 		}
@@ -468,12 +531,10 @@ func (q *workQueue) pop() *Conn {
 		q.cond.Wait()
 		q.idle--
 	}
-	c := q.head
-	q.head = c.epoll.next
-	if q.head == nil {
-		q.tail = nil
-	}
-	c.epoll.next = nil
+	c := q.ring[q.head]
+	q.ring[q.head] = nil // a closed Conn is not kept reachable
+	q.head = (q.head + 1) & (len(q.ring) - 1)
+	q.n--
 	return c
 }
 
@@ -482,7 +543,7 @@ func (q *workQueue) pop() *Conn {
 func (q *workQueue) quiet() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.head == nil && q.idle == q.workers
+	return q.n == 0 && q.idle == q.workers
 }
 
 func (q *workQueue) stop() {
@@ -494,8 +555,8 @@ func (q *workQueue) stop() {
 
 // worker holds scratch space reused across turns.
 type worker struct {
-	iov       []unix.Iovec
-	delivered bool // the current turn called OnData
+	iov       []unix.Iovec // scratch for writev; grows to the largest batch
+	delivered bool         // the current turn called OnData
 }
 
 func (ep *epollPoller) worker() {
@@ -591,7 +652,7 @@ func (c *Conn) serve(w *worker, bits uint32) {
 	// Read first: replies queued by OnData go out in this turn's flush,
 	// held by write pacing or not (a peer waiting for an answer is not
 	// kept waiting; what pacing held leaves with it).
-	if bits&evRead != 0 || c.pendingIn != nil {
+	if bits&evRead != 0 || c.pendingInput() != nil {
 		w.delivered = false
 		if !c.readSocket(w) {
 			return
@@ -615,8 +676,9 @@ func (c *Conn) serve(w *worker, bits uint32) {
 // an error or the per-turn limit. It reports false if c was closed.
 func (c *Conn) readSocket(w *worker) bool {
 	es := &c.epoll
-	if data := c.pendingIn; data != nil {
-		c.pendingIn = nil
+	if pin := c.pendingInput(); pin != nil {
+		data := *pin
+		*pin = nil
 		if len(*data) > 0 {
 			w.delivered = true
 			c.h.OnData(c, *data)
@@ -629,7 +691,7 @@ func (c *Conn) readSocket(w *worker) bool {
 	if c.suspended.Load() {
 		return true // ResumeRead schedules a read
 	}
-	p := c.p
+	p := c.poller()
 	bp := p.getReadBuf()
 	buf := *bp
 	defer p.putReadBuf(bp)
@@ -708,7 +770,7 @@ func (c *Conn) flush(w *worker) {
 	c.mu.Lock()
 	// wclosed is set, so the queue stays empty.
 	linger := c.closeReq.Load() == closeAfterFlush && !c.lingering
-	wait := c.timer != nil
+	wait := c.timerLocked() != nil
 	if linger {
 		c.lingering = true
 	}
@@ -734,9 +796,6 @@ func (c *Conn) flush(w *worker) {
 // queued during a write is held by write pacing (its wheel reschedules).
 func (c *Conn) writeQueued(w *worker, pace bool) (drained bool, err error) {
 	es := &c.epoll
-	if w.iov == nil {
-		w.iov = make([]unix.Iovec, maxIovecs)
-	}
 	complete := false // the previous writev took everything it was given
 	for range maxWritevsPerTurn {
 		c.mu.Lock()
@@ -763,16 +822,17 @@ func (c *Conn) writeQueued(w *worker, pace bool) (drained bool, err error) {
 			iov = append(iov, v)
 			total += len(b)
 		}
+		w.iov = iov // grown as batches need, up to maxIovecs
 		c.mu.Unlock()
 
 		n, err := writev(int(c.fd), iov)
 		clear(iov) // do not keep callers' buffers reachable
-		c.p.stats.writes.Add(1)
+		c.poller().stats.writes.Add(1)
 		complete = n == total
 		if n > 0 {
 			var now int64
-			if c.p.writeDelay.Load() > 0 {
-				now = c.p.recentNow()
+			if c.poller().writeDelay.Load() > 0 {
+				now = c.poller().recentNow()
 			}
 			c.mu.Lock()
 			empty := c.consumeLocked(n, now)
@@ -792,7 +852,7 @@ func (c *Conn) writeQueued(w *worker, pace bool) (drained bool, err error) {
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
 			es.waitWritable = true
-			c.p.stats.writeBlocked.Add(1)
+			c.poller().stats.writeBlocked.Add(1)
 			return false, nil
 		default:
 			return false, fmt.Errorf("netpoll: write: %w", err)

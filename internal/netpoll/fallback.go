@@ -13,6 +13,7 @@ import (
 // lives as long as the connection and is the only caller of the Handler; a
 // flusher goroutine runs only while the queue is non-empty.
 type fallbackState struct {
+	p  *Poller
 	nc net.Conn
 	// Under Conn.mu:
 	flushing bool          // a flusher goroutine is running
@@ -20,7 +21,7 @@ type fallbackState struct {
 }
 
 func (p *Poller) registerFallback(c *Conn, nc net.Conn) error {
-	c.fallback = &fallbackState{nc: nc}
+	c.coldState().fallback = &fallbackState{p: p, nc: nc}
 	// A deadline left from a handshake would fail the reader later; from
 	// now on only Close ends the connection. (Not every net.Conn supports
 	// deadlines: the error is irrelevant.)
@@ -37,10 +38,11 @@ func (p *Poller) registerFallback(c *Conn, nc net.Conn) error {
 // readLoop is the fallback connection's reader and its Handler's goroutine.
 // It owns closing the net.Conn and calling finish.
 func (c *Conn) readLoop() {
-	defer c.p.wg.Done()
-	nc := c.fallback.nc
-	if data := c.pendingIn; data != nil {
-		c.pendingIn = nil
+	defer c.fb().p.wg.Done()
+	nc := c.fb().nc
+	if pin := c.pendingInput(); pin != nil {
+		data := *pin
+		*pin = nil
 		if len(*data) > 0 {
 			c.h.OnData(c, *data)
 			c.flushReplies()
@@ -52,14 +54,14 @@ func (c *Conn) readLoop() {
 			c.waitResume()
 			continue
 		}
-		bp := c.p.getReadBuf()
+		bp := c.poller().getReadBuf()
 		n, rerr := nc.Read(*bp)
 		if n > 0 && c.closeReq.Load() != closeNow {
-			c.p.stats.reads.Add(1)
+			c.poller().stats.reads.Add(1)
 			c.h.OnData(c, (*bp)[:n])
 			c.flushReplies()
 		}
-		c.p.putReadBuf(bp)
+		c.poller().putReadBuf(bp)
 		if rerr != nil {
 			err = rerr
 			break
@@ -103,19 +105,19 @@ func (c *Conn) waitResume() {
 		c.mu.Unlock()
 		return
 	}
-	if c.fallback.resume == nil {
-		c.fallback.resume = make(chan struct{})
+	if c.fb().resume == nil {
+		c.fb().resume = make(chan struct{})
 	}
-	ch := c.fallback.resume
+	ch := c.fb().resume
 	c.mu.Unlock()
 	<-ch
 }
 
 func (c *Conn) fallbackResume() {
 	c.mu.Lock()
-	if ch := c.fallback.resume; ch != nil {
+	if ch := c.fb().resume; ch != nil {
 		close(ch)
-		c.fallback.resume = nil
+		c.fb().resume = nil
 	}
 	c.mu.Unlock()
 }
@@ -126,8 +128,8 @@ func (c *Conn) fallbackResume() {
 // *tls.Conn sends close_notify, for up to 5 s. Connections without
 // deadlines are closed here.
 func (c *Conn) fallbackCloseNow() {
-	if c.fallback.nc.SetDeadline(aLongTimeAgo) != nil {
-		c.fallback.nc.Close()
+	if c.fb().nc.SetDeadline(aLongTimeAgo) != nil {
+		c.fb().nc.Close()
 	}
 	c.fallbackResume()
 }
@@ -139,11 +141,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 // count is taken here: while the Conn is not done its reader has not
 // called Done, so Poller.Close cannot be past its Wait.
 func (c *Conn) fallbackClaimFlusher() bool {
-	if c.fallback.flushing || c.done {
+	if c.fb().flushing || c.done {
 		return false
 	}
-	c.fallback.flushing = true
-	c.p.wg.Add(1)
+	c.fb().flushing = true
+	c.poller().wg.Add(1)
 	return true
 }
 
@@ -156,7 +158,7 @@ func (c *Conn) startFlusher() {
 // the peer's EOF or the timer; without a timer, or without a way to
 // half-close, it closes at once.
 func (c *Conn) fallbackLinger(wait bool) {
-	if cw, ok := c.fallback.nc.(interface{ CloseWrite() error }); ok && wait {
+	if cw, ok := c.fb().nc.(interface{ CloseWrite() error }); ok && wait {
 		if cw.CloseWrite() == nil {
 			return
 		}
@@ -178,24 +180,24 @@ var coalesceBufs = sync.Pool{New: func() any {
 // holds what was queued during a write (the hold wheel starts a new
 // flusher), then exits.
 func (c *Conn) flushLoop() {
-	defer c.p.wg.Done()
+	defer c.fb().p.wg.Done()
 	var batch [][]byte
 	wrote := false
 	for {
 		c.mu.Lock()
 		ents := c.out.pending()
 		if len(ents) > 0 && !c.done && wrote && c.holdLocked() {
-			c.fallback.flushing = false
+			c.fb().flushing = false
 			c.mu.Unlock()
 			return
 		}
 		if len(ents) == 0 || c.done {
-			c.fallback.flushing = false
+			c.fb().flushing = false
 			linger := !c.done && c.closeReq.Load() == closeAfterFlush && !c.lingering
 			if linger {
 				c.lingering = true
 			}
-			wait := c.timer != nil
+			wait := c.timerLocked() != nil
 			c.mu.Unlock()
 			if linger {
 				c.fallbackLinger(wait)
@@ -218,8 +220,8 @@ func (c *Conn) flushLoop() {
 		wrote = true
 		if n > 0 {
 			var now int64
-			if c.p.writeDelay.Load() > 0 {
-				now = c.p.recentNow()
+			if c.poller().writeDelay.Load() > 0 {
+				now = c.poller().recentNow()
 			}
 			c.mu.Lock()
 			if !c.done {
@@ -234,7 +236,7 @@ func (c *Conn) flushLoop() {
 		if err != nil {
 			c.requestClose(fmt.Errorf("netpoll: write: %w", err))
 			c.mu.Lock()
-			c.fallback.flushing = false
+			c.fb().flushing = false
 			c.mu.Unlock()
 			return
 		}
@@ -243,8 +245,8 @@ func (c *Conn) flushLoop() {
 
 // writeBatch writes batch to the net.Conn with as few calls as it can.
 func (c *Conn) writeBatch(batch [][]byte, total int) (int, error) {
-	nc := c.fallback.nc
-	c.p.stats.writes.Add(1)
+	nc := c.fb().nc
+	c.poller().stats.writes.Add(1)
 	if len(batch) == 1 {
 		return nc.Write(batch[0])
 	}

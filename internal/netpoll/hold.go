@@ -232,16 +232,16 @@ func (c *Conn) holdLocked() bool {
 	if c.held {
 		return true
 	}
-	d := c.p.writeDelay.Load()
+	d := c.poller().writeDelay.Load()
 	if d <= 0 || c.lastWrite == 0 {
 		return false
 	}
 	due := c.lastWrite + d
 	busyUntil := c.lastWrite + holdWindow(d)
-	if c.p.recentNow() >= busyUntil {
+	if c.poller().recentNow() >= busyUntil {
 		return false // past the window: no need to read the clock
 	}
-	now := c.p.now()
+	now := c.poller().now()
 	if now >= busyUntil {
 		return false
 	}
@@ -269,7 +269,7 @@ func (c *Conn) wheel() *holdWheel {
 	if w := c.sysWheel(); w != nil {
 		return w
 	}
-	return &c.p.fbWheel
+	return &c.poller().fbWheel
 }
 
 // flushFallbackHeld starts the flushers of released fallback connections

@@ -263,7 +263,8 @@ func TestPacingMeasuresFromDue(t *testing.T) {
 	fc := newFakeClock()
 	p.clk = fc
 	t.Cleanup(func() { _ = p.Close() })
-	c := &Conn{p: p, fd: -1, maxBytes: 1 << 20, maxMsgs: 16}
+	c := &Conn{fd: -1, maxBytes: 1 << 20, maxMsgs: 16}
+	c.coldState().fallback = &fallbackState{p: p}
 	queue := func(m string) {
 		c.out.push([][]byte{[]byte(m)}, len(m))
 		if c.out.due == 0 {
@@ -399,8 +400,8 @@ func TestPacingQueueFullWhileHeld(t *testing.T) {
 			if err := c.Write([]byte("4")); err != ErrQueueFull {
 				t.Fatalf("third held message: %v, want ErrQueueFull", err)
 			}
-			if c.p.Stats().QueueFull != 1 {
-				t.Fatalf("QueueFull = %d", c.p.Stats().QueueFull)
+			if c.poller().Stats().QueueFull != 1 {
+				t.Fatalf("QueueFull = %d", c.poller().Stats().QueueFull)
 			}
 			fc.advance(testDelay)
 			if got := readFull(t, client, 2); string(got) != "23" {
@@ -426,7 +427,7 @@ func TestPacingQueueFullWhileHeld(t *testing.T) {
 // and is clamped.
 func TestPacingSetWriteDelay(t *testing.T) {
 	c, client, _, fc := pacedConn(t, "epoll")
-	p := c.p
+	p := c.poller()
 	if p.WriteDelay() != testDelay {
 		t.Fatalf("WriteDelay() = %v", p.WriteDelay())
 	}
@@ -570,7 +571,7 @@ func TestPacingPollerCloseWhileHeld(t *testing.T) {
 			if !isHeld(c) {
 				t.Fatal("not held")
 			}
-			c.p.Close()
+			c.poller().Close()
 			if err := h.waitClosed(t); err != nil {
 				t.Fatalf("OnClose err %v", err)
 			}

@@ -8,7 +8,7 @@
 // plain TCP or Unix stream socket is taken out of Go's runtime poller and
 // watched with epoll: while the connection is idle it has no goroutine, no
 // read buffer and no write buffer, only its Conn (addresses included) and
-// a table entry (about 250 bytes of Go heap in all, measured by
+// a table entry (about 170 bytes of Go heap in all, measured by
 // TestIdleConnMemory) plus the kernel's socket and epoll entry. When the socket becomes
 // readable a worker borrows a pooled buffer, reads, calls Handler.OnData
 // and returns the buffer.
@@ -308,6 +308,14 @@ type Poller struct {
 
 	readBufs sync.Pool // *[]byte of opts.ReadBufferSize
 
+	// locals are the distinct local addresses of packed connections
+	// (see connAddrs), at most maxLocalAddrs; list[i-1] is number i.
+	locals struct {
+		mu    sync.Mutex
+		index map[tcpAddrValue]uint16
+		list  []tcpAddrValue
+	}
+
 	sys poller // epoll engine; nil when unavailable
 
 	// writeDelay is the pacing delay in nanoseconds (0: none); clk is
@@ -418,15 +426,21 @@ func (p *Poller) Register(nc net.Conn, h Handler, opts ...ConnOptions) (*Conn, e
 		o = opts[0]
 	}
 	c := &Conn{
-		p:        p,
 		h:        h,
 		fd:       -1,
-		addrs:    makeConnAddrs(nc.LocalAddr(), nc.RemoteAddr()),
 		maxBytes: queueLimit(o.QueueBytes, p.opts.QueueBytes),
 		maxMsgs:  queueLimit(o.QueueMessages, p.opts.QueueMessages),
 	}
+	local, remote := nc.LocalAddr(), nc.RemoteAddr()
+	var packed bool
+	if c.addrs, packed = p.packConnAddrs(local, remote); !packed {
+		c.coldState().addrs = [2]net.Addr{local, remote}
+	}
 	if o.Buffered != nil {
-		c.pendingIn = &o.Buffered
+		// A copy of the slice header of its own: taking o's address
+		// would move o to the heap for every registration.
+		buffered := o.Buffered
+		c.coldState().pendingIn = &buffered
 	}
 	if o.UserData != nil {
 		c.SetUserData(o.UserData)
@@ -568,22 +582,20 @@ const (
 // Conn is one registered connection. All methods are safe for concurrent
 // use by any goroutine, including from inside the Conn's own Handler.
 //
-// Fields are ordered to leave no padding: an idle connection is mostly its
-// Conn, and 240 bytes is a size class.
+// An idle connection is mostly its Conn, so the struct keeps only what
+// every connection uses (160 bytes, a size class; fields are ordered to
+// leave no padding). What few connections need, or only once they close,
+// lives in a connCold allocated on first use.
 type Conn struct {
-	p     *Poller
 	h     Handler
 	addrs connAddrs
-	user  atomic.Pointer[any]
 
 	maxBytes, maxMsgs int32
 	fd                int32 // -1 on the fallback path
 
 	// closeReq is closeNone, closeAfterFlush or closeNow; it only grows.
-	// closeErr is what OnClose reports for a requested close; both are
-	// written under mu.
+	// It is written under mu (with connCold.closeErr).
 	closeReq atomic.Uint32
-	closeErr error
 	// suspended pauses reading (SuspendRead).
 	suspended atomic.Bool
 
@@ -602,15 +614,71 @@ type Conn struct {
 	// outQueue.due; never later than when it ended), by Poller.recentNow
 	// (0: none yet, or pacing was off). Write pacing measures from it.
 	lastWrite int64
-	timer     *time.Timer // CloseAfterFlush deadline
 
-	// pendingIn is ConnOptions.Buffered until delivered (a pointer: most
-	// connections have none). Owned by whoever runs the Handler (a worker
-	// turn, or the fallback reader).
+	epoll epollState // epoll path only
+
+	// cold is set at Register for connections that need it, or by the
+	// first SetUserData, Close or CloseAfterFlush (see coldState).
+	cold atomic.Pointer[connCold]
+}
+
+// connCold is the part of a Conn that idle connections on the epoll path
+// do without. Once set, Conn.cold never changes.
+type connCold struct {
+	user atomic.Pointer[any] // SetUserData
+	// addrs are the addresses as given when they could not be packed
+	// (Conn.addrs is then empty). Immutable.
+	addrs [2]net.Addr
+	// fallback is the fallback path's state, set at Register. Immutable.
+	fallback *fallbackState
+	// pendingIn is ConnOptions.Buffered until delivered. Owned by whoever
+	// runs the Handler (a worker turn, or the fallback reader).
 	pendingIn *[]byte
 
-	epoll    epollState     // epoll path only
-	fallback *fallbackState // fallback path only
+	// Under Conn.mu:
+	closeErr error       // what OnClose reports for a requested close
+	timer    *time.Timer // CloseAfterFlush deadline
+}
+
+// poller returns the Poller c is registered with. A field would cost
+// every idle connection 8 bytes (and the next size class); the epoll path
+// finds it through the connection's loop, the fallback through its state.
+func (c *Conn) poller() *Poller {
+	if c.fd >= 0 {
+		return c.epoll.loop.ep.p
+	}
+	return c.fb().p
+}
+
+// coldState returns c.cold, creating it on first use.
+func (c *Conn) coldState() *connCold {
+	if k := c.cold.Load(); k != nil {
+		return k
+	}
+	c.cold.CompareAndSwap(nil, new(connCold))
+	return c.cold.Load()
+}
+
+// fb returns the fallback path's state; only for fallback connections.
+func (c *Conn) fb() *fallbackState { return c.cold.Load().fallback }
+
+// pendingInput returns where ConnOptions.Buffered waits to be delivered,
+// nil when it has been (or there was none). Only the Handler's goroutine
+// calls it.
+func (c *Conn) pendingInput() **[]byte {
+	if k := c.cold.Load(); k != nil && k.pendingIn != nil {
+		return &k.pendingIn
+	}
+	return nil
+}
+
+// timerLocked returns the CloseAfterFlush timer, if any. Called with c.mu
+// held.
+func (c *Conn) timerLocked() *time.Timer {
+	if k := c.cold.Load(); k != nil {
+		return k.timer
+	}
+	return nil
 }
 
 // Write queues b as one message and schedules a flush. It never blocks and
@@ -641,9 +709,9 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.out.bytes+n > int(c.maxBytes) || c.out.msgs+1 > c.maxMsgs {
+	if int(c.out.bytes)+n > int(c.maxBytes) || c.out.msgs+1 > c.maxMsgs {
 		c.mu.Unlock()
-		c.p.stats.queueFull.Add(1)
+		c.poller().stats.queueFull.Add(1)
 		return ErrQueueFull
 	}
 	wasEmpty := c.out.msgs == 0
@@ -652,12 +720,12 @@ func (c *Conn) WriteBuffers(bs ...[]byte) error {
 	// A non-empty queue already has a flush scheduled (or a flusher
 	// running), is waiting for EPOLLOUT, or is held by pacing.
 	kick := wasEmpty && !c.holdLocked()
-	if wasEmpty && c.out.due == 0 && c.p.writeDelay.Load() > 0 {
-		c.out.due = c.p.recentNow() // no new hold set it: due now
+	if wasEmpty && c.out.due == 0 && c.poller().writeDelay.Load() > 0 {
+		c.out.due = c.poller().recentNow() // no new hold set it: due now
 	}
 	startFlusher := kick && c.fd < 0 && c.fallbackClaimFlusher()
 	c.mu.Unlock()
-	c.p.stats.writeMsgs.Add(1)
+	c.poller().stats.writeMsgs.Add(1)
 	if c.fd >= 0 {
 		if kick {
 			c.notify(evFlush)
@@ -722,7 +790,7 @@ func (c *Conn) consumeLocked(n int, now int64) (empty bool) {
 func (c *Conn) Queued() (bytes, msgs int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.bytes, int(c.out.msgs)
+	return int(c.out.bytes), int(c.out.msgs)
 }
 
 // Close closes the connection now, dropping anything still queued. It
@@ -754,7 +822,7 @@ func (c *Conn) CloseAfterFlush(timeout time.Duration) error {
 	if timeout > 0 {
 		// Set before any flush can see closeAfterFlush: its presence is
 		// what makes the flush half-close and wait rather than close.
-		c.timer = time.AfterFunc(timeout, c.flushTimedOut)
+		c.coldState().timer = time.AfterFunc(timeout, c.flushTimedOut)
 	}
 	// On the fallback path the flusher carries out the close; start one
 	// if none is running (the close may block, the caller must not).
@@ -790,7 +858,9 @@ func (c *Conn) requestClose(err error) {
 		return
 	}
 	c.closeReq.Store(closeNow)
-	c.closeErr = err
+	if err != nil {
+		c.coldState().closeErr = err // a plain Close allocates nothing
+	}
 	c.wclosed = true
 	c.mu.Unlock()
 	if c.fd >= 0 {
@@ -804,7 +874,10 @@ func (c *Conn) requestClose(err error) {
 func (c *Conn) closeRequestErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closeErr
+	if k := c.cold.Load(); k != nil {
+		return k.closeErr
+	}
+	return nil
 }
 
 // finish runs once per connection after its socket is closed: it drops the
@@ -815,14 +888,17 @@ func (c *Conn) finish(err error) {
 	c.done = true
 	c.held = false // a wheel that still lists c releases nothing
 	c.out.reset()
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
+	k := c.cold.Load()
+	if k != nil && k.timer != nil {
+		k.timer.Stop()
+		k.timer = nil
 	}
 	c.mu.Unlock()
-	c.pendingIn = nil
+	if k != nil {
+		k.pendingIn = nil
+	}
 	c.h.OnClose(c, err)
-	c.p.untrack(c)
+	c.poller().untrack(c)
 }
 
 // SuspendRead stops delivering data: once the current OnData (if any)
@@ -848,57 +924,116 @@ func (c *Conn) ResumeRead() {
 // SetUserData attaches v to the connection, for the Handler to find it
 // again without a map. Prefer ConnOptions.UserData, which is set before any
 // Handler call.
-func (c *Conn) SetUserData(v any) { c.user.Store(&v) }
+func (c *Conn) SetUserData(v any) { c.coldState().user.Store(&v) }
 
 // UserData returns what SetUserData or ConnOptions.UserData attached.
 func (c *Conn) UserData() any {
-	if v := c.user.Load(); v != nil {
-		return *v
+	if k := c.cold.Load(); k != nil {
+		if v := k.user.Load(); v != nil {
+			return *v
+		}
 	}
 	return nil
 }
 
 // LocalAddr returns the local address the connection had at Register.
-func (c *Conn) LocalAddr() net.Addr { return c.addrs.addr(0) }
+func (c *Conn) LocalAddr() net.Addr { return c.addr(0) }
 
 // RemoteAddr returns the peer address the connection had at Register.
-func (c *Conn) RemoteAddr() net.Addr { return c.addrs.addr(1) }
+func (c *Conn) RemoteAddr() net.Addr { return c.addr(1) }
 
-// connAddrs keeps a connection's two addresses. TCP addresses are packed
-// as values (a *net.TCPAddr, with the socket address its IP slice points
-// into, would cost an idle connection about 80 heap bytes each) and turned
-// back into a *net.TCPAddr on demand; any other kind, and a TCP address
-// with an IPv6 zone, is kept as it was given.
+func (c *Conn) addr(i int) net.Addr {
+	switch {
+	case !c.addrs.packed():
+		return c.cold.Load().addrs[i]
+	case i == 0:
+		return c.poller().localAddr(c.addrs.local)
+	}
+	return c.addrs.remote.addr()
+}
+
+// connAddrs keeps a connection's two TCP addresses packed: the remote one
+// as a value (a *net.TCPAddr, with the socket address its IP slice points
+// into, would cost an idle connection about 80 heap bytes), the local one
+// as an index into its Poller's table of local addresses (a server's
+// connections share the few of its listeners). They are turned back into
+// a *net.TCPAddr on demand. Any other kind of address, a TCP address with
+// an IPv6 zone, and a local address the full table cannot take are kept
+// as given, in connCold.addrs, and connAddrs stays empty.
 type connAddrs struct {
-	ip    [2][16]byte
-	port  [2]uint16
-	iplen [2]uint8     // 4 or 16: the length of the IP slice given
-	other *[2]net.Addr // the addresses as given; nil when packed
+	remote tcpAddrValue
+	local  uint16 // index in Poller.locals plus one; 0 when not packed
 }
 
-func makeConnAddrs(local, remote net.Addr) connAddrs {
-	var a connAddrs
-	for i, addr := range [2]net.Addr{local, remote} {
-		t, ok := addr.(*net.TCPAddr)
-		if !ok || t == nil || t.Zone != "" || (len(t.IP) != net.IPv4len && len(t.IP) != net.IPv6len) ||
-			t.Port < 0 || t.Port > 0xffff {
-			return connAddrs{other: &[2]net.Addr{local, remote}}
+// packed reports whether a holds the addresses.
+func (a *connAddrs) packed() bool { return a.local != 0 }
+
+// tcpAddrValue is a TCP address without a zone, as a comparable value.
+type tcpAddrValue struct {
+	ip    [16]byte
+	port  uint16
+	iplen uint8 // 4 or 16: the length of the IP slice given
+}
+
+// packTCPAddr packs addr, or reports false when it is not a TCP address
+// without a zone.
+func packTCPAddr(addr net.Addr) (tcpAddrValue, bool) {
+	t, ok := addr.(*net.TCPAddr)
+	if !ok || t == nil || t.Zone != "" || (len(t.IP) != net.IPv4len && len(t.IP) != net.IPv6len) ||
+		t.Port < 0 || t.Port > 0xffff {
+		return tcpAddrValue{}, false
+	}
+	var v tcpAddrValue
+	copy(v.ip[:], t.IP)
+	v.port = uint16(t.Port)
+	v.iplen = uint8(len(t.IP))
+	return v, true
+}
+
+// addr returns a new *net.TCPAddr equal to the one packed.
+func (v *tcpAddrValue) addr() net.Addr {
+	ip := make(net.IP, v.iplen)
+	copy(ip, v.ip[:])
+	return &net.TCPAddr{IP: ip, Port: int(v.port)}
+}
+
+// maxLocalAddrs bounds a Poller's table of local addresses.
+const maxLocalAddrs = 1 << 12
+
+// packConnAddrs packs local and remote, or reports false when they cannot
+// be packed.
+func (p *Poller) packConnAddrs(local, remote net.Addr) (connAddrs, bool) {
+	r, ok := packTCPAddr(remote)
+	if !ok {
+		return connAddrs{}, false
+	}
+	l, ok := packTCPAddr(local)
+	if !ok {
+		return connAddrs{}, false
+	}
+	p.locals.mu.Lock()
+	defer p.locals.mu.Unlock()
+	i, ok := p.locals.index[l]
+	if !ok {
+		if len(p.locals.list) == maxLocalAddrs {
+			return connAddrs{}, false
 		}
-		copy(a.ip[i][:], t.IP)
-		a.port[i] = uint16(t.Port)
-		a.iplen[i] = uint8(len(t.IP))
+		if p.locals.index == nil {
+			p.locals.index = make(map[tcpAddrValue]uint16)
+		}
+		p.locals.list = append(p.locals.list, l)
+		i = uint16(len(p.locals.list))
+		p.locals.index[l] = i
 	}
-	return a
+	return connAddrs{remote: r, local: i}, true
 }
 
-// addr returns the local (0) or remote (1) address.
-func (a *connAddrs) addr(i int) net.Addr {
-	if a.other != nil {
-		return a.other[i]
-	}
-	ip := make(net.IP, a.iplen[i])
-	copy(ip, a.ip[i][:])
-	return &net.TCPAddr{IP: ip, Port: int(a.port[i])}
+// localAddr returns the local address number i of the table.
+func (p *Poller) localAddr(i uint16) net.Addr {
+	p.locals.mu.Lock()
+	v := p.locals.list[i-1]
+	p.locals.mu.Unlock()
+	return v.addr()
 }
 
 // Fallback reports whether the connection uses the portable fallback (one

@@ -20,7 +20,7 @@ type outQueue struct {
 	// Write pacing measures from it rather than from when a worker got
 	// to the write, so a wait in the work queue never turns into a hold.
 	due   int64
-	bytes int   // unsent bytes
+	bytes int32 // unsent bytes (at most Conn.maxBytes)
 	head  int32 // index of the first unsent entry
 	msgs  int32 // messages with at least one unsent byte
 }
@@ -59,7 +59,7 @@ func (q *outQueue) push(bs [][]byte, n int) {
 			*q.ents = append(*q.ents, outEntry{b: b, end: i == last})
 		}
 	}
-	q.bytes += n
+	q.bytes += int32(n) // the caller checked it against an int32 limit
 	q.msgs++
 }
 
@@ -74,7 +74,7 @@ func (q *outQueue) pending() []outEntry {
 
 // consume drops n written bytes from the head.
 func (q *outQueue) consume(n int) {
-	q.bytes -= n
+	q.bytes -= int32(n)
 	ents := *q.ents
 	for n > 0 {
 		e := &ents[q.head]

@@ -91,17 +91,26 @@ func (m *Manager) Config() Config { return m.cfg }
 // ConnectTimeout. It fails with ErrDraining once Drain or Close started;
 // the adapter then refuses the connection.
 func (m *Manager) NewSession(t Transport, codec wire.Codec) (*Session, error) {
-	info := t.Info()
-	codecID, err := m.codecs.id(codec)
-	if err != nil {
+	s := new(Session)
+	if err := m.StartSession(s, t, codec); err != nil {
 		return nil, err
 	}
-	s := &Session{
-		m:         m,
-		t:         t,
-		codecID:   codecID,
-		dataValid: decodedDataValid(codec),
+	return s, nil
+}
+
+// StartSession is NewSession for a Session the caller allocated: s must be
+// a zero Session, typically a field of the transport's own per-connection
+// struct, so that an idle connection's session and transport are one
+// allocation. s must not be copied, and not reused after HandleClose.
+// When StartSession fails, s is not a session and must not be used.
+func (m *Manager) StartSession(s *Session, t Transport, codec wire.Codec) error {
+	codecID, err := m.codecs.id(codec)
+	if err != nil {
+		return err
 	}
+	s.m, s.t = m, t
+	s.codecID = codecID
+	s.dataValid = decodedDataValid(codec)
 	s.setNewID()
 	now := time.Now()
 	s.lastActivity.Store(now.UnixNano())
@@ -111,15 +120,15 @@ func (m *Manager) NewSession(t Transport, codec wire.Codec) (*Session, error) {
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
-		return nil, ErrDraining
+		return ErrDraining
 	}
 	s.index = int32(len(m.sessions))
 	m.sessions = append(m.sessions, s)
 	m.mu.Unlock()
 
-	m.cfg.Metrics.SessionOpened(info.Name)
+	m.cfg.Metrics.SessionOpened(transportName(t))
 	m.wheel.schedule(s, connectDeadline)
-	return s, nil
+	return nil
 }
 
 // Draining reports whether the Manager refuses new sessions (Drain or

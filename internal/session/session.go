@@ -34,7 +34,7 @@ package session
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -99,11 +99,10 @@ type Session struct {
 	// server holds one Session per connection, and one allocation for the
 	// session, its description and its id is the cheapest.
 	info wire.ClientInfo
-	// detached is a copy of info made for the first publish or send:
-	// publications may outlive the connection in history, and must not
-	// keep the session (and its transport) reachable. Used by the
-	// HandleMessage goroutine only.
-	detached *wire.ClientInfo
+	// rare holds what an idle session seldom needs (token limits, the
+	// publisher description); nil until the first of them is set. The
+	// pointer is set by the HandleMessage goroutine under mu.
+	rare *sessionRare
 
 	lastActivity atomic.Int64 // unix nanoseconds of the last message handled (see HandleMessage)
 
@@ -125,19 +124,60 @@ type Session struct {
 	dataValid   bool
 	closeCode   uint16 // the first disconnect code
 	badCommands uint16 // bounded by Config.MaxBadCommands + 1
+	// Unix nanoseconds: the connect deadline while stateNew, the next ping
+	// once connected.
+	deadline int64
 	// index is the session's place in Manager.sessions, -1 once removed.
 	// Guarded by the Manager's mu.
 	index int32
-	// Unix nanoseconds: the connect deadline while stateNew, the next ping
-	// once connected; expiresAt 0 means the token never expires.
-	deadline  int64
-	expiresAt int64
-	// grants are the channels the token grants; nil for none (most
-	// tokens), which keeps the field one word.
-	grants *[]string
 	// The client's subscriptions are the hub's record (Hub.Subscribed,
 	// Hub.NumSubscriptions): the session keeps no copy.
-	idBuf [2 * clientIDBytes]byte
+	idBuf [clientIDLen]byte
+}
+
+// sessionRare is the part of a Session that most idle sessions do
+// without: it exists once a token brought an expiry or channel grants, or
+// the client published or sent.
+type sessionRare struct {
+	// Under Session.mu: the token's expiry in unix nanoseconds (0: never)
+	// and the channels it grants.
+	expiresAt int64
+	grants    []string
+	// detached is a copy of Session.info made for the first publish or
+	// send: publications may outlive the connection in history, and must
+	// not keep the session (and its transport) reachable. Used by the
+	// HandleMessage goroutine only.
+	detached *wire.ClientInfo
+}
+
+// rareLocked returns s.rare, creating it. Called by the HandleMessage
+// goroutine with s.mu held.
+func (s *Session) rareLocked() *sessionRare {
+	if s.rare == nil {
+		s.rare = new(sessionRare)
+	}
+	return s.rare
+}
+
+// expiresAtLocked returns the token's expiry in unix nanoseconds, 0 when
+// it never expires. Called with s.mu held.
+func (s *Session) expiresAtLocked() int64 {
+	if s.rare == nil {
+		return 0
+	}
+	return s.rare.expiresAt
+}
+
+// setTokenLocked records the limits of a verified token. Called by the
+// HandleMessage goroutine with s.mu held.
+func (s *Session) setTokenLocked(claims auth.Claims) {
+	exp := unixNano(claims.ExpiresAt)
+	if exp == 0 && len(claims.Channels) == 0 && s.rare == nil {
+		return
+	}
+	r := s.rareLocked()
+	r.expiresAt = exp
+	r.grants = claims.Channels
 }
 
 // codec returns the connection's codec: it decodes commands and encodes
@@ -159,17 +199,24 @@ func unixNano(t time.Time) int64 {
 	return 1
 }
 
-// clientIDBytes is the size of a client id's random value (128 bits),
-// written as twice as many hex digits.
-const clientIDBytes = 16
+// A client id is a random value of clientIDBytes (120 bits, about what a
+// random UUID carries), written in unpadded base64url: clientIDLen
+// characters, with no character that needs escaping in JSON, URLs or
+// broker keys and subjects. (The 20 bytes keep an idle Session at 176
+// bytes, a size class.)
+const (
+	clientIDBytes = 15
+	clientIDLen   = clientIDBytes / 3 * 4
+)
 
-// setNewID gives s a random id: hex digits in s.idBuf, which s.info.Client
-// points into, so the id costs no allocation of its own. Strings that may
-// outlive the session (a detached description) are copies.
+// setNewID gives s a random id, whose characters are s.idBuf and which
+// s.info.Client points into, so the id costs no allocation of its own.
+// Strings that may outlive the session (a detached description) are
+// copies.
 func (s *Session) setNewID() {
 	var b [clientIDBytes]byte
 	_, _ = crand.Read(b[:])
-	hex.Encode(s.idBuf[:], b[:])
+	base64.RawURLEncoding.Encode(s.idBuf[:], b[:])
 	s.info.Client = unsafe.String(&s.idBuf[0], len(s.idBuf))
 }
 
@@ -195,10 +242,13 @@ func (s *Session) ClientInfo() *wire.ClientInfo { return &s.info }
 // publications and direct messages: a copy with its own id string, made
 // once, so that history holding a publication does not hold the session.
 func (s *Session) publisherInfo() *wire.ClientInfo {
-	if s.detached == nil {
-		s.detached = &wire.ClientInfo{Client: strings.Clone(s.info.Client), User: s.info.User, ConnInfo: s.info.ConnInfo}
+	if s.rare == nil || s.rare.detached == nil {
+		d := &wire.ClientInfo{Client: strings.Clone(s.info.Client), User: s.info.User, ConnInfo: s.info.ConnInfo}
+		s.mu.Lock()
+		s.rareLocked().detached = d
+		s.mu.Unlock()
 	}
-	return s.detached
+	return s.rare.detached
 }
 
 // Deliver implements hub.Subscriber: the delivery goes to the transport as
@@ -396,7 +446,7 @@ func (s *Session) HandleClose(err error) {
 		s.m.cfg.Hub.RemoveClient(ctx, s)
 		cancel()
 	}
-	s.m.cfg.Metrics.SessionClosed(s.t.Info().Name, code)
+	s.m.cfg.Metrics.SessionClosed(transportName(s.t), code)
 }
 
 // HandleMessage handles one message received from the client: one encoded
@@ -593,10 +643,9 @@ func (s *Session) handleConnect(cmd *wire.Command) {
 	}
 	connectDeadline := s.deadline
 	s.state = stateConnected
-	s.expiresAt = unixNano(claims.ExpiresAt)
-	s.grants = grantsOf(claims)
+	s.setTokenLocked(claims)
 	s.deadline = now.Add(half + rand.N(half+1)).UnixNano()
-	if s.expiresAt != 0 {
+	if s.expiresAtLocked() != 0 {
 		res.Expires = true
 		res.TTL = ttlSeconds(claims.ExpiresAt, now)
 	}
@@ -626,8 +675,8 @@ func (s *Session) nextDueLocked(last time.Time) time.Time {
 	if silent := last.Add(s.m.cfg.PingInterval + s.m.cfg.PongTimeout).UnixNano(); silent < due {
 		due = silent
 	}
-	if s.expiresAt != 0 && s.expiresAt < due {
-		due = s.expiresAt
+	if exp := s.expiresAtLocked(); exp != 0 && exp < due {
+		due = exp
 	}
 	return time.Unix(0, due)
 }
@@ -664,7 +713,7 @@ func (s *Session) heartbeat(now time.Time) (next time.Time, ok bool) {
 		switch {
 		case now.Sub(last) >= s.m.cfg.PingInterval+s.m.cfg.PongTimeout:
 			closeCode, reason = wire.DisconnectNoPong, "no pong"
-		case s.expiresAt != 0 && now.UnixNano() >= s.expiresAt:
+		case s.expiresAtLocked() != 0 && now.UnixNano() >= s.expiresAtLocked():
 			closeCode, reason = wire.DisconnectTokenExpired, "token expired"
 		default:
 			if now.UnixNano() >= s.deadline {
@@ -723,9 +772,8 @@ func (s *Session) handleRefresh(cmd *wire.Command) {
 	now := time.Now()
 	res := &wire.RefreshResult{}
 	s.mu.Lock()
-	s.expiresAt = unixNano(claims.ExpiresAt)
-	s.grants = grantsOf(claims)
-	if s.expiresAt != 0 {
+	s.setTokenLocked(claims)
+	if s.expiresAtLocked() != 0 {
 		res.Expires = true
 		res.TTL = ttlSeconds(claims.ExpiresAt, now)
 	}
@@ -734,23 +782,14 @@ func (s *Session) handleRefresh(cmd *wire.Command) {
 	s.m.wheel.schedule(s, s.nextDue())
 }
 
-// grantsOf returns the channels claims grant, nil for none.
-func grantsOf(claims auth.Claims) *[]string {
-	if len(claims.Channels) == 0 {
-		return nil
-	}
-	g := claims.Channels
-	return &g
-}
-
 // granted reports whether the token grants channel.
 func (s *Session) granted(channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.grants == nil {
+	if s.rare == nil {
 		return false
 	}
-	for _, g := range *s.grants {
+	for _, g := range s.rare.grants {
 		if g == channel {
 			return true
 		}

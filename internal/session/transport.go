@@ -57,3 +57,20 @@ type TransportInfo struct {
 	// RemoteAddr is the client's address as the transport sees it.
 	RemoteAddr string
 }
+
+// TransportNamer may be implemented by a Transport whose Info is costly
+// (it formats the remote address): the session, which needs only the
+// transport's name for its metrics, then calls TransportName instead.
+type TransportNamer interface {
+	// TransportName returns what Info().Name would.
+	TransportName() string
+}
+
+// transportName returns t's Name without the rest of its Info when t
+// allows.
+func transportName(t Transport) string {
+	if n, ok := t.(TransportNamer); ok {
+		return n.TransportName()
+	}
+	return t.Info().Name
+}

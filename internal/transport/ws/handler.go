@@ -201,32 +201,44 @@ func (h *Handler) serve(c *ws.Conn) {
 	setup := h.setupLock(t)
 	setup.Lock() // handler calls wait until the session exists
 	if err := c.Serve(t); err != nil {
+		t.setup.Store(setupFailed)
 		setup.Unlock() // no session: any handler call is a no-op
 		h.log.Debug("websocket serve failed", "remote", c.RemoteAddr().String(), "err", err)
 		_ = c.CloseNow()
 		return
 	}
-	s, err := h.sessions.NewSession(t, h.codec)
-	if err != nil {
+	if err := h.sessions.StartSession(&t.sess, t, h.codec); err != nil {
+		t.setup.Store(setupFailed)
 		setup.Unlock()
 		_ = c.Close(ws.StatusCode(wire.DisconnectShutdown), "server is shutting down")
 		return
 	}
-	t.s.Store(s)
+	t.setup.Store(setupDone)
 	setup.Unlock()
 }
 
+// States of transport.setup.
+const (
+	setupPending = iota // serve has not finished
+	setupDone           // sess is the connection's session
+	setupFailed         // there is no session
+)
+
 // transport is one connection: the session's Transport and the ws
 // engine's Handler. Every idle connection holds one, so it keeps only
-// what differs between connections (32 bytes).
+// what differs between connections, and holds the connection's session
+// itself: one allocation of 208 bytes (a size class) rather than two
+// (a 32-byte transport would share its size class with much short-lived
+// garbage, whose spans idle connections would then keep mostly empty).
 type transport struct {
-	c *ws.Conn
-	h *Handler
-	// s is set once, while the connection's setup lock is held; nil when
-	// no session could be created. Handler methods that find it nil wait
-	// for that lock (at most the time NewSession takes) because Serve
-	// starts delivering before the session exists.
-	s atomic.Pointer[session.Session]
+	// sess is valid once setup is setupDone. Handler methods that find
+	// setup pending wait for the connection's setup lock (at most the
+	// time StartSession takes) because Serve starts delivering before
+	// the session exists.
+	sess  session.Session
+	c     *ws.Conn
+	h     *Handler
+	setup atomic.Uint32
 	// sample times a publication's write; allocated by the first
 	// delivery that is sampled, so idle connections do without it.
 	sample atomic.Pointer[metrics.WriteSample]
@@ -242,19 +254,24 @@ func (t *transport) writeSample() *metrics.WriteSample {
 }
 
 var (
-	_ session.Transport = (*transport)(nil)
-	_ ws.Handler        = (*transport)(nil)
-	_ ws.WriteObserver  = (*transport)(nil)
+	_ session.Transport      = (*transport)(nil)
+	_ session.TransportNamer = (*transport)(nil)
+	_ ws.Handler             = (*transport)(nil)
+	_ ws.WriteObserver       = (*transport)(nil)
 )
 
 func (t *transport) session() *session.Session {
-	if s := t.s.Load(); s != nil {
-		return s
+	st := t.setup.Load()
+	if st == setupPending {
+		setup := t.h.setupLock(t)
+		setup.Lock()
+		st = t.setup.Load()
+		setup.Unlock()
 	}
-	setup := t.h.setupLock(t)
-	setup.Lock()
-	setup.Unlock() //nolint:staticcheck // waits for the setup to finish
-	return t.s.Load()
+	if st != setupDone {
+		return nil
+	}
+	return &t.sess
 }
 
 // OnMessage implements ws.Handler: one text frame is one command.
@@ -375,6 +392,10 @@ func (t *transport) Close(code uint16, reason string) {
 // LastRead implements session.Transport; it counts pongs and every other
 // frame.
 func (t *transport) LastRead() time.Time { return t.c.LastRead() }
+
+// TransportName implements session.TransportNamer: the name without the
+// formatted remote address Info costs.
+func (t *transport) TransportName() string { return TransportName }
 
 // Info implements session.Transport.
 func (t *transport) Info() session.TransportInfo {
