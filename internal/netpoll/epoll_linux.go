@@ -768,6 +768,16 @@ func (c *Conn) flush(w *worker) {
 		return
 	}
 	c.mu.Lock()
+	if c.out.msgs > 0 {
+		// Queued after writeQueued found the queue empty but before
+		// CloseAfterFlush set wclosed (by another goroutine, or by
+		// OnWritten): it must go out before the half-close, which would
+		// otherwise cut it off. Nothing can be queued any more, so this
+		// retry is the last.
+		c.mu.Unlock()
+		c.flush(w)
+		return
+	}
 	// wclosed is set, so the queue stays empty.
 	linger := c.closeReq.Load() == closeAfterFlush && !c.lingering
 	wait := c.timerLocked() != nil

@@ -603,6 +603,54 @@ func TestCloseAfterFlush(t *testing.T) {
 	})
 }
 
+// closingObserver is a recorder whose first OnWritten queues last and
+// calls CloseAfterFlush: a message and a close that arrive after a flush
+// found the queue empty, while that flush is still running.
+type closingObserver struct {
+	*recorder
+	last []byte
+	once sync.Once
+}
+
+func (o *closingObserver) OnWritten(c *Conn, _ int, _ uint64) {
+	o.once.Do(func() {
+		if err := c.Write(o.last); err != nil {
+			panic(err)
+		}
+		if err := c.CloseAfterFlush(testTimeout); err != nil {
+			panic(err)
+		}
+	})
+}
+
+// TestCloseAfterFlushQueuedDuringFlush: a message queued, and
+// CloseAfterFlush called, after a flush found the queue empty but before
+// that flush looked for a pending close, still reaches the peer before the
+// half-close (it used to be cut off: the peer read EOF without it, and the
+// next flush failed with EPIPE).
+func TestCloseAfterFlushQueuedDuringFlush(t *testing.T) {
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprintf("write-delay-%v", delay), func(t *testing.T) {
+			p := newTestPoller(t, Options{WriteDelay: delay})
+			s, client := tcpPair(t, listen(t))
+			obs := &closingObserver{recorder: newRecorder(false), last: []byte("last words")}
+			c := register(t, p, s, obs)
+			if err := c.Write([]byte("first ")); err != nil {
+				t.Fatal(err)
+			}
+			const want = "first last words"
+			if got := readFull(t, client, len(want)); string(got) != want {
+				t.Fatalf("client read %q, want %q", got, want)
+			}
+			expectEOF(t, client)
+			client.Close()
+			if err := obs.waitClosed(t); err != nil {
+				t.Fatalf("OnClose err %v, want nil", err)
+			}
+		})
+	}
+}
+
 func TestCloseAfterFlushTimeout(t *testing.T) {
 	t.Run("epoll-unsent", func(t *testing.T) {
 		p := newTestPoller(t, Options{})
