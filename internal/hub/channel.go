@@ -47,13 +47,16 @@ type channel struct {
 	nextRefresh time.Time
 }
 
-// subscription is one client's subscription to one channel.
+// subscription is one client's subscription to one channel. An idle
+// server holds one per subscribed connection, so it is kept to 32 bytes
+// (a size class): its channel's name is ch.name.
 type subscription struct {
-	cl      *client
-	channel string
-	info    *ClientInfo
-	// ch is set once the subscription is registered with a channel
-	// state. Guarded by cl.mu (use state).
+	cl   *client
+	info *ClientInfo
+	// ch is the channel state the subscription is registered with. It is
+	// set before the subscription joins its client's set (both under
+	// cl.mu, see join) and never changes, so whoever finds the
+	// subscription in that set or in ch.live may read it.
 	ch *channel
 	// idx is the position in ch.live, -1 while not live. Guarded by ch.mu.
 	// While the subscription is in progress its joiner is in ch.pending
@@ -72,13 +75,6 @@ func (ch *channel) pendingJoiner(s *subscription) *joiner {
 		}
 	}
 	return nil
-}
-
-// state returns the channel state s is registered with, or nil.
-func (s *subscription) state() *channel {
-	s.cl.mu.Lock()
-	defer s.cl.mu.Unlock()
-	return s.ch
 }
 
 type joinOutcome uint8
@@ -123,6 +119,30 @@ type joiner struct {
 	// done is made only when Subscribe has to wait for the outcome (most
 	// joins finish on the subscribing goroutine); guarded by ch.mu.
 	done chan struct{}
+}
+
+// joinerPool recycles joiners: every subscribe needs one only until it
+// completes, and allocating it each time would leave short-lived garbage
+// in the size class of long-lived per-connection objects, holes in spans
+// that stay resident. Subscribe takes one and puts it back when it
+// returns; by then the joiner has left ch.pending (every outcome but
+// joinPending removes it) and nothing else refers to it.
+var joinerPool = sync.Pool{New: func() any { return new(joiner) }}
+
+// joinerReleased, when set (by tests), is called with every joiner given
+// back, before it is cleared.
+var joinerReleased func(*joiner)
+
+func getJoiner() *joiner { return joinerPool.Get().(*joiner) }
+
+// putJoiner clears j and gives it back. The reply's publications (j.out)
+// were handed to the subscriber, so the slice is dropped, never reused.
+func putJoiner(j *joiner) {
+	if joinerReleased != nil {
+		joinerReleased(j)
+	}
+	*j = joiner{}
+	joinerPool.Put(j)
 }
 
 // finished wakes a Subscribe waiting for the joiner's outcome, which is
@@ -287,7 +307,7 @@ func (ch *channel) removePending(j *joiner) {
 func (ch *channel) goLive(h *Hub, j *joiner) {
 	s := j.s
 	s.cl.mu.Lock()
-	removed := s.cl.removed || s.cl.subs.get(s.channel) != s
+	removed := s.cl.subs.removed() || s.cl.subs.get(s.ch.name) != s
 	s.cl.mu.Unlock()
 	if removed {
 		ch.failJoiner(j, fmt.Errorf("hub: subscribe %q: %w", ch.name, ErrUnknownClient))
@@ -380,17 +400,20 @@ func (h *Hub) dropSubscription(ch *channel, s *subscription, code uint32, reason
 	s.cl.mu.Lock()
 	s.cl.subs.remove(s)
 	s.cl.mu.Unlock()
-	s.cl.sub.ServerUnsubscribe(s.channel, code, reason, resubscribe)
+	s.cl.sub.ServerUnsubscribe(s.ch.name, code, reason, resubscribe)
 	h.counters.serverUnsubscribes.Add(1)
 	leave := wasLive && ch.opts.JoinLeave
 	if s.presence || leave {
-		h.enqueueCleanup(cleanupTask{cl: s.cl, channel: s.channel, info: s.info, presence: s.presence, leave: leave})
+		h.enqueueCleanup(cleanupTask{cl: s.cl, channel: s.ch.name, info: s.info, presence: s.presence, leave: leave})
 	}
 }
 
 // join registers j with the channel's state, creating it and subscribing
 // the broker when it is the first, and waits until the broker subscription
-// is settled.
+// is settled. The subscription joins its client's set at the same time,
+// unless the client was removed (ErrUnknownClient) or already holds a
+// subscription to the channel (ErrAlreadySubscribed); then nothing is
+// registered.
 func (h *Hub) join(ctx context.Context, name string, opts ChannelOptions, j *joiner) (*channel, error) {
 	for {
 		sh := h.shardFor(name)
@@ -420,9 +443,29 @@ func (h *Hub) join(ctx context.Context, name string, opts ChannelOptions, j *joi
 				return nil, fmt.Errorf("hub: subscribe %q: %w", name, ctx.Err())
 			}
 		}
-		j.s.cl.mu.Lock()
+		cl := j.s.cl
+		cl.mu.Lock()
+		var refused error
+		switch {
+		case cl.subs.removed():
+			refused = ErrUnknownClient
+		case cl.subs.get(name) != nil:
+			refused = ErrAlreadySubscribed
+		}
+		if refused != nil {
+			cl.mu.Unlock()
+			if creator {
+				// Nobody else has seen the new state: the shard lock
+				// was held since it was created.
+				delete(sh.channels, name)
+			}
+			ch.mu.Unlock()
+			sh.mu.Unlock()
+			return nil, fmt.Errorf("hub: subscribe %q: %w", name, refused)
+		}
 		j.s.ch = ch
-		j.s.cl.mu.Unlock()
+		cl.subs.add(j.s)
+		cl.mu.Unlock()
 		ch.pending = append(ch.pending, j)
 		ch.mu.Unlock()
 		sh.mu.Unlock()

@@ -71,43 +71,62 @@ type shard struct {
 }
 
 // client is a registered Subscriber and its subscriptions. An idle server
-// holds one per connection, so its fields are kept to 64 bytes.
+// holds one per connection, so its fields are kept to 48 bytes (a size
+// class): the flag that the client was removed lives in subs.
 type client struct {
 	sub Subscriber
 	// info holds the client's id and user (fixed while it is registered)
 	// and describes it in presence and join/leave events; it is shared by
 	// every subscription without channel info of its own.
 	info *ClientInfo
-	// next chains the clients of one bucket of Hub.clients; guarded by
-	// Hub.clientsMu.
-	next *client
 
-	mu      sync.Mutex
-	removed bool
-	subs    subscriptionSet // live and in-progress subscriptions by channel
+	mu   sync.Mutex
+	subs subscriptionSet // live and in-progress subscriptions by channel
 }
 
 // subscriptionSet holds a client's subscriptions by channel name in two
 // words. Most clients hold one subscription, which needs nothing more;
 // a few are a short slice, a fraction of a map's memory; past
 // subscriptionSetMapAt entries a map keeps lookups constant-time.
+//
+// The set also records that its client was removed (markRemoved): a
+// removed set always uses more, whose removed flag says so, so that live
+// clients pay no word for a flag set once at the end of their life.
 type subscriptionSet struct {
 	one  *subscription // the only subscription; nil when more is in use
 	more *moreSubscriptions
 }
 
-// moreSubscriptions is a subscriptionSet of two or more subscriptions:
-// list up to subscriptionSetMapAt of them, byCh beyond.
+// moreSubscriptions is a subscriptionSet of two or more subscriptions
+// (or of any number once removed): list up to subscriptionSetMapAt of
+// them, byCh beyond.
 type moreSubscriptions struct {
-	list []*subscription
-	byCh map[string]*subscription
+	list    []*subscription
+	byCh    map[string]*subscription
+	removed bool
 }
+
+// markRemoved records that the client was removed; its subscriptions stay
+// until each is ended.
+func (ss *subscriptionSet) markRemoved() {
+	if ss.more == nil {
+		ss.more = &moreSubscriptions{}
+		if ss.one != nil {
+			ss.more.list = []*subscription{ss.one}
+			ss.one = nil
+		}
+	}
+	ss.more.removed = true
+}
+
+// removed reports whether markRemoved was called.
+func (ss *subscriptionSet) removed() bool { return ss.more != nil && ss.more.removed }
 
 const subscriptionSetMapAt = 16
 
 func (ss *subscriptionSet) get(channel string) *subscription {
 	if ss.more == nil {
-		if ss.one != nil && ss.one.channel == channel {
+		if ss.one != nil && ss.one.ch.name == channel {
 			return ss.one
 		}
 		return nil
@@ -116,7 +135,7 @@ func (ss *subscriptionSet) get(channel string) *subscription {
 		return ss.more.byCh[channel]
 	}
 	for _, s := range ss.more.list {
-		if s.channel == channel {
+		if s.ch.name == channel {
 			return s
 		}
 	}
@@ -136,7 +155,7 @@ func (ss *subscriptionSet) add(s *subscription) {
 	}
 	m := ss.more
 	if m.byCh != nil {
-		m.byCh[s.channel] = s
+		m.byCh[s.ch.name] = s
 		return
 	}
 	if len(m.list) < subscriptionSetMapAt {
@@ -145,9 +164,9 @@ func (ss *subscriptionSet) add(s *subscription) {
 	}
 	m.byCh = make(map[string]*subscription, len(m.list)+1)
 	for _, o := range m.list {
-		m.byCh[o.channel] = o
+		m.byCh[o.ch.name] = o
 	}
-	m.byCh[s.channel] = s
+	m.byCh[s.ch.name] = s
 	m.list = nil
 }
 
@@ -161,8 +180,8 @@ func (ss *subscriptionSet) remove(s *subscription) {
 	}
 	m := ss.more
 	if m.byCh != nil {
-		if m.byCh[s.channel] == s {
-			delete(m.byCh, s.channel)
+		if m.byCh[s.ch.name] == s {
+			delete(m.byCh, s.ch.name)
 		}
 	} else {
 		for i, o := range m.list {
@@ -174,6 +193,9 @@ func (ss *subscriptionSet) remove(s *subscription) {
 				break
 			}
 		}
+	}
+	if m.removed {
+		return // keeps the flag
 	}
 	// Back to one word when one subscription is left: an idle client
 	// keeps no slice or map.
@@ -390,7 +412,7 @@ func (h *Hub) RemoveClient(ctx context.Context, sub Subscriber) {
 	h.clientsMu.Unlock()
 
 	c.mu.Lock()
-	c.removed = true
+	c.subs.markRemoved()
 	subs := c.subs.appendTo(make([]*subscription, 0, c.subs.len()))
 	c.mu.Unlock()
 	for _, s := range subs {

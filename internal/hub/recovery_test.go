@@ -487,3 +487,42 @@ func TestJoinSeesNewEpoch(t *testing.T) {
 		t.Fatalf("a got %d publications after losing continuity", n)
 	}
 }
+
+// TestSubscribeWhileInProgress: a second subscribe to a channel whose
+// first subscribe is still reading history is refused, leaves the first
+// alone, and the first completes with one reply.
+func TestSubscribeWhileInProgress(t *testing.T) {
+	g := &gatedBroker{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	f := newHub(t, hub.Config{}, func(mb *membroker.Broker) hub.Broker {
+		g.Broker = mb
+		return g
+	})
+	s := f.client(t, "s", "")
+	errc := make(chan error, 1)
+	go func() {
+		errc <- f.h.Subscribe(f.ctx, s, "hist:busy", hub.SubscribeOptions{}, s.onResult)
+	}()
+	<-g.entered
+	if !f.h.Subscribed(s, "hist:busy") {
+		t.Fatal("subscription in progress not reported by Subscribed")
+	}
+	err := f.h.Subscribe(f.ctx, s, "hist:busy", hub.SubscribeOptions{}, s.onResult)
+	if !errors.Is(err, hub.ErrAlreadySubscribed) {
+		t.Fatalf("second Subscribe: %v, want ErrAlreadySubscribed", err)
+	}
+	if err := f.h.Unsubscribe(f.ctx, s, "hist:busy"); !errors.Is(err, hub.ErrNotSubscribed) {
+		t.Fatalf("Unsubscribe while in progress: %v, want ErrNotSubscribed", err)
+	}
+	close(g.gate)
+	if err := <-errc; err != nil {
+		t.Fatalf("first Subscribe: %v", err)
+	}
+	if n := countKind(s.snapshot(), evResult, 0); n != 1 {
+		t.Fatalf("%d replies, want 1", n)
+	}
+	f.publish(t, "hist:busy", "1")
+	s.waitFor(t, "publication", func(evs []event) bool { return len(evs) == 2 && pubData(evs[1]) == "1" })
+	if n := f.h.NumSubscriptions(s); n != 1 {
+		t.Fatalf("%d subscriptions, want 1", n)
+	}
+}

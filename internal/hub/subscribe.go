@@ -101,38 +101,19 @@ func (h *Hub) Subscribe(ctx context.Context, sub Subscriber, channel string, opt
 	if err := checkSubscribe(cl.info.User, channel, nsOpts, opts); err != nil {
 		return err
 	}
-	// Share the channel state's copy of the name when there is one, so
-	// that the caller's string (freshly decoded from a command) is not
-	// kept once per subscriber.
-	if ch := h.lookupChannel(channel); ch != nil {
-		channel = ch.name
-	}
-	s := &subscription{
-		cl:      cl,
-		channel: channel,
-		info:    cl.info,
-		idx:     -1,
-	}
+	s := &subscription{cl: cl, info: cl.info, idx: -1}
 	if connInfo := sub.ConnInfo(); opts.ChanInfo != nil || !sameSlice(connInfo, cl.info.ConnInfo) {
 		s.info = &ClientInfo{Client: cl.info.Client, User: cl.info.User, ConnInfo: connInfo, ChanInfo: opts.ChanInfo}
 	}
-	j := &joiner{s: s, since: opts.Since, onResult: onResult, limit: h.cfg.RecoveryBufferSize}
-	cl.mu.Lock()
-	switch {
-	case cl.removed:
-		cl.mu.Unlock()
-		return fmt.Errorf("hub: subscribe %q: %w", channel, ErrUnknownClient)
-	case cl.subs.get(channel) != nil:
-		cl.mu.Unlock()
-		return fmt.Errorf("hub: subscribe %q: %w", channel, ErrAlreadySubscribed)
-	}
-	cl.subs.add(s)
-	cl.mu.Unlock()
-
+	j := getJoiner()
+	defer putJoiner(j)
+	j.s, j.since, j.onResult, j.limit = s, opts.Since, onResult, h.cfg.RecoveryBufferSize
 	ch, err := h.join(ctx, channel, nsOpts, j)
 	if err != nil {
-		if ch := s.state(); ch != nil {
-			h.release(ctx, ch)
+		// s.ch is set (by join, on this goroutine) when s was
+		// registered before the join failed.
+		if s.ch != nil {
+			h.release(ctx, s.ch)
 		}
 		return err
 	}
@@ -223,7 +204,7 @@ func (h *Hub) abortJoin(ctx context.Context, ch *channel, j *joiner, err error) 
 	ch.mu.Unlock()
 	if j.s.presence {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerOpTimeout)
-		if perr := h.cfg.Presence.RemovePresence(ctx, j.s.channel, j.s.cl.info.Client); perr != nil {
+		if perr := h.cfg.Presence.RemovePresence(ctx, j.s.ch.name, j.s.cl.info.Client); perr != nil {
 			h.counters.presenceErrors.Add(1)
 		}
 		cancel()
@@ -283,15 +264,10 @@ func (h *Hub) Unsubscribe(ctx context.Context, sub Subscriber, channel string) e
 
 // unsubscribe ends s, live or in progress, on the client's initiative.
 func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
-	ch := s.state()
-	if ch == nil {
-		// Still before join registered it; Subscribe notices the
-		// removed client when it tries to go live.
-		return
-	}
+	ch := s.ch
 	ch.mu.Lock()
 	if j := ch.pendingJoiner(s); j != nil {
-		ch.failJoiner(j, fmt.Errorf("hub: subscribe %q: %w", s.channel, ErrUnknownClient))
+		ch.failJoiner(j, fmt.Errorf("hub: subscribe %q: %w", s.ch.name, ErrUnknownClient))
 		ch.mu.Unlock()
 		return // the Subscribe call cleans up after itself
 	}
@@ -310,15 +286,15 @@ func (h *Hub) unsubscribe(ctx context.Context, s *subscription) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerOpTimeout)
 	defer cancel()
 	if s.presence {
-		if err := h.cfg.Presence.RemovePresence(bctx, s.channel, s.cl.info.Client); err != nil {
+		if err := h.cfg.Presence.RemovePresence(bctx, s.ch.name, s.cl.info.Client); err != nil {
 			h.counters.presenceErrors.Add(1)
-			h.cfg.Logger.Warn("remove presence failed", "channel", s.channel, "error", err)
+			h.cfg.Logger.Warn("remove presence failed", "channel", s.ch.name, "error", err)
 		}
 	}
 	if ch.opts.JoinLeave {
-		if err := h.cfg.Broker.PublishLeave(bctx, s.channel, s.info); err != nil {
+		if err := h.cfg.Broker.PublishLeave(bctx, s.ch.name, s.info); err != nil {
 			h.counters.brokerErrors.Add(1)
-			h.cfg.Logger.Warn("publish leave failed", "channel", s.channel, "error", err)
+			h.cfg.Logger.Warn("publish leave failed", "channel", s.ch.name, "error", err)
 		}
 	}
 	h.release(ctx, ch)
