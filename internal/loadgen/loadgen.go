@@ -542,6 +542,10 @@ func newRun(cfg Config, proc, procs int) (*run, error) {
 	}
 	r := &run{cfg: cfg, dialer: d, lat: newLatencyRecorder(latencyShards()), start: time.Now(),
 		lo: proc * cfg.Conns / procs, hi: (proc + 1) * cfg.Conns / procs}
+	// Made here, before the progress ticker and the children's sampler
+	// start reading the counters while connect fills in the connections.
+	r.conns = make([]*conn, r.hi-r.lo)
+	r.counters = make([]subCounters, r.hi-r.lo)
 	r.setupChannels()
 	return r, nil
 }
@@ -595,8 +599,6 @@ func (r *run) channelsOf(i int) []int {
 // time; in fanout and idle mode each connection is then handed to the
 // poller, which delivers what it receives.
 func (r *run) connect(ctx context.Context, res *Result) {
-	r.conns = make([]*conn, r.hi-r.lo)
-	r.counters = make([]subCounters, r.hi-r.lo)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.cfg.ConnectConcurrency)

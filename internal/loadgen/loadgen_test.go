@@ -615,3 +615,52 @@ func TestFanoutStopsAfterP99FailuresAndMeasuresCPU(t *testing.T) {
 		t.Fatalf("idle CPU %.1f", res.IdleCPU)
 	}
 }
+
+// signalWriter closes first on its first write.
+type signalWriter struct {
+	once  sync.Once
+	first chan struct{}
+}
+
+func (w *signalWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	return len(b), nil
+}
+
+// TestProgressWhileConnecting: the progress line is printed while
+// connections are still being made (a server slow to answer the
+// handshake), and reads the counters without racing with connect.
+func TestProgressWhileConnecting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &signalWriter{first: make(chan struct{})}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		// Hold the handshake until a progress line was printed.
+		select {
+		case <-progress.first:
+		case <-time.After(10 * time.Second):
+		}
+		c.Close()
+	}()
+	defer func() {
+		ln.Close()
+		<-served
+	}()
+	_, err = Run(context.Background(), Config{
+		URL: "ws://" + ln.Addr().String() + "/ws", Conns: 1, Rates: []int{10}, Step: time.Second,
+		Progress: progress, NoSpread: true,
+	})
+	select {
+	case <-progress.first:
+	default:
+		t.Fatalf("no progress line while connecting (run ended with %v)", err)
+	}
+}
