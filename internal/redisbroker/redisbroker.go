@@ -52,6 +52,15 @@
 // persistence has lost the metadata, so the next read or publication starts
 // a new epoch and clients learn that they cannot recover.
 //
+// With a Sentinel, the broker follows the master go-redis resolves through
+// the Sentinels: when a connection is dialed to a new master, every
+// connection to the old one is closed, including the pub/sub connection, so
+// the reader resubscribes on the new master and calls HandleReconnect even
+// when the old master is still running (a switchover). An idle reader
+// checks for a new master every PingInterval. Replication is asynchronous:
+// publications the old master accepted but had not yet replicated are lost,
+// and the new master hands out their offsets again.
+//
 // # Goroutines
 //
 // Run starts one reader goroutine per shard; Close stops and waits for
@@ -122,7 +131,11 @@ type Options struct {
 	// a channel share the hash tag {channel}; pub/sub is classic.
 	Cluster bool
 	// SentinelMaster, when set, is the master name monitored by the
-	// Sentinels in Addrs; the broker follows failovers.
+	// Sentinels in Addrs; the broker follows failovers, moving its pub/sub
+	// connection within about PingInterval of the Sentinel's announcement
+	// and reporting it as a reconnect. Publications not yet replicated when
+	// the old master is abandoned are lost (see Failures in the package
+	// documentation).
 	SentinelMaster string
 	// SentinelPassword authenticates to the Sentinels.
 	SentinelPassword string
@@ -153,8 +166,8 @@ type Options struct {
 	// VirtualNodes is the number of hash ring points per shard. Default 160.
 	// Every node must use the same value.
 	VirtualNodes int
-	// PingInterval is how often an idle pub/sub connection is checked.
-	// Default 3s.
+	// PingInterval is how often an idle pub/sub connection is checked
+	// (with SentinelMaster, also whether the master has moved). Default 3s.
 	PingInterval time.Duration
 	// MaxReconnectGap caps the backoff between reconnection attempts of a
 	// pub/sub connection. Default 2s.
@@ -237,7 +250,9 @@ func New(opts Options) (*Broker, error) {
 	case opts.Cluster:
 		b.shards = []*shard{b.newShard(0, strings.Join(opts.Addrs, ","), redis.NewClusterClient(b.clusterOptions()))}
 	case opts.SentinelMaster != "":
-		b.shards = []*shard{b.newShard(0, opts.SentinelMaster, redis.NewFailoverClient(b.failoverOptions()))}
+		c := redis.NewFailoverClient(b.failoverOptions())
+		c.AddHook(newMasterTracker(opts.Logger.With("master", opts.SentinelMaster)))
+		b.shards = []*shard{b.newShard(0, opts.SentinelMaster, c)}
 	default:
 		seen := make(map[string]bool)
 		for i, a := range opts.Addrs {

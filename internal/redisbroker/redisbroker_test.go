@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,5 +335,249 @@ func TestShardOutageIsolated(t *testing.T) {
 	rec.WaitFor(t, "delivery on the restarted shard", func() bool { return len(rec.Publications(onShard[1])) == 1 })
 	if reconnects := rec.Reconnects(); reconnects != 1 {
 		t.Fatalf("%d reconnects reported, want 1 (only the failed shard)", reconnects)
+	}
+}
+
+// TestSentinelFailoverAfterMasterCrash kills the master of a Sentinel
+// group and promotes its replica: calls fail fast while there is no
+// master, then the broker follows the new master by itself, reports one
+// reconnect, and the stream continues where it was because the replica had
+// everything.
+func TestSentinelFailoverAfterMasterCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel and a replica")
+	}
+	brokertest.RunOutageSuite(t, func(t *testing.T) brokertest.Outage {
+		g := testservers.StartSentinelGroup(t, "herald-crash")
+		const opTimeout = 2 * time.Second
+		b, err := New(Options{
+			Addrs: []string{g.Sentinel.Addr()}, SentinelMaster: g.Name, Prefix: uniquePrefix(),
+			OpTimeout: opTimeout, MaxReconnectGap: 100 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return brokertest.Outage{
+			Broker: b, Presence: b, OpTimeout: opTimeout,
+			Stop: func() {
+				// Nothing acknowledged may be lost in the failover.
+				g.WaitReplicated(t)
+				g.Master.Stop()
+			},
+			Start:   func() { g.Failover(t) },
+			Resumed: brokertest.StreamContinues,
+		}
+	})
+}
+
+// TestSentinelSwitchover forces a failover (SENTINEL FAILOVER) while the
+// old master keeps running, as in planned maintenance. The Sentinel demotes
+// the old master only seconds later, so until then a connection left on it
+// stays healthy and hears nothing: both nodes must move their pub/sub
+// connection to the new master by themselves, report a reconnect, and
+// deliver again without a new Subscribe, with the stream continuing in the
+// same epoch. One node only subscribes (it has no command traffic that
+// would dial the new master); the other publishes throughout the switch,
+// and each of its calls returns promptly, with a position or an error.
+func TestSentinelSwitchover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel and a replica")
+	}
+	g := testservers.StartSentinelGroup(t, "herald-switchover")
+	const opTimeout = time.Second
+	opts := Options{
+		Addrs: []string{g.Sentinel.Addr()}, SentinelMaster: g.Name, Prefix: uniquePrefix(),
+		OpTimeout: opTimeout, PingInterval: 200 * time.Millisecond, MaxReconnectGap: 100 * time.Millisecond,
+	}
+	sub, pub := newTestBroker(t, opts), newTestBroker(t, opts)
+	subRec, pubRec := brokertest.Start(t, sub), brokertest.Start(t, pub)
+	ctx := context.Background()
+	const ch = "switchover"
+	if err := sub.Subscribe(ctx, ch); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	var before hub.StreamPosition
+	for i := range 3 {
+		var err error
+		if before, err = pub.Publish(ctx, ch, &hub.Publication{Data: fmt.Appendf(nil, "%d", i)}, hist(10)); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	subRec.WaitFor(t, "3 deliveries", func() bool { return len(subRec.Publications(ch)) == 3 })
+	info := &hub.ClientInfo{Client: "c1", User: "u1"}
+	if err := sub.AddPresence(ctx, ch, "c1", info, time.Minute); err != nil {
+		t.Fatalf("AddPresence: %v", err)
+	}
+	g.WaitReplicated(t)
+
+	// Traffic on another channel during the switch. Publications accepted
+	// by the old master just before the nodes notice the switch are lost
+	// (replication is asynchronous), so only promptness is checked here.
+	stop := make(chan struct{})
+	trafficErr := make(chan error, 1)
+	go func(stop <-chan struct{}) {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		calls := 0
+		for {
+			select {
+			case <-stop:
+				if calls == 0 {
+					trafficErr <- errors.New("no publication attempted during the switch")
+					return
+				}
+				trafficErr <- nil
+				return
+			case <-tick.C:
+			}
+			start := time.Now()
+			_, err := pub.Publish(ctx, "switchover-traffic", &hub.Publication{Data: []byte("t")}, hist(10))
+			calls++
+			if elapsed := time.Since(start); elapsed > opTimeout+500*time.Millisecond {
+				trafficErr <- fmt.Errorf("Publish during the switch took %v (error %v)", elapsed, err)
+				return
+			}
+		}
+	}(stop)
+	stopped := false
+	stopTraffic := func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		close(stop)
+		if err := <-trafficErr; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(stopTraffic)
+
+	g.Failover(t)
+	subRec.WaitFor(t, "HandleReconnect on the subscribing node", func() bool { return subRec.Reconnects() >= 1 })
+	pubRec.WaitFor(t, "HandleReconnect on the publishing node", func() bool { return pubRec.Reconnects() >= 1 })
+	// The nodes moved by themselves, not because the Sentinel demoted the
+	// old master (which kills its clients' connections).
+	if role := serverRole(t, g.Master.Addr()); role != "master" {
+		t.Fatalf("old master's role is %q when the nodes reconnected: they only followed its demotion", role)
+	}
+	stopTraffic()
+
+	after, err := pub.Publish(ctx, ch, &hub.Publication{Data: []byte(`"after"`)}, hist(10))
+	if err != nil {
+		t.Fatalf("Publish after the switch: %v", err)
+	}
+	brokertest.StreamContinues(t, before, after)
+	subRec.WaitFor(t, "delivery after the switch", func() bool { return len(subRec.Publications(ch)) == 4 })
+	if got := subRec.Publications(ch)[3]; got.Pos != after || string(got.Pub.Data) != `"after"` {
+		t.Fatalf("delivered %+v %q, want %+v", got.Pos, got.Pub.Data, after)
+	}
+	// A client that saw the first three recovers the fourth, same epoch.
+	res, err := sub.History(ctx, ch, hub.HistoryOptions{Since: &before, Limit: -1})
+	if err != nil {
+		t.Fatalf("History since %+v: %v", before, err)
+	}
+	if res.Position != after || len(res.Publications) != 1 || res.Publications[0].Offset != after.Offset {
+		t.Fatalf("History since %+v after the switch: %+v", before, res)
+	}
+	res, err = pub.History(ctx, ch, hub.HistoryOptions{Limit: -1})
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	var datas []string
+	for _, p := range res.Publications {
+		datas = append(datas, fmt.Sprintf("%d:%s", p.Offset, p.Data))
+	}
+	if want := `[1:0 2:1 3:2 4:"after"]`; fmt.Sprint(datas) != want {
+		t.Fatalf("history after the switch %v, want %s", datas, want)
+	}
+	p, err := pub.Presence(ctx, ch)
+	if err != nil || len(p) != 1 || p["c1"] == nil || p["c1"].User != "u1" {
+		t.Fatalf("presence after the switch: %v %v", p, err)
+	}
+	if err := pub.AddPresence(ctx, ch, "c2", nil, time.Minute); err != nil {
+		t.Fatalf("AddPresence after the switch: %v", err)
+	}
+	if err := sub.PublishControl(ctx, []byte("ctl")); err != nil {
+		t.Fatalf("PublishControl after the switch: %v", err)
+	}
+	pubRec.WaitFor(t, "control after the switch", func() bool { return len(pubRec.Controls()) == 1 })
+	for name, rec := range map[string]*brokertest.Recorder{"subscribing": subRec, "publishing": pubRec} {
+		if n := rec.Reconnects(); n != 1 {
+			t.Errorf("%s node reported %d reconnects for one switch, want 1", name, n)
+		}
+	}
+}
+
+// serverRole returns the first element of ROLE: master, slave or sentinel.
+func serverRole(t *testing.T, addr string) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || len(role) == 0 {
+		t.Fatalf("ROLE of %s: %v %v", addr, role, err)
+	}
+	s, _ := role[0].(string)
+	return s
+}
+
+// TestMasterTrackerDropsFormerMaster checks the tracker on its own: a dial
+// to a new address closes the connections to the old one and only those,
+// closed connections are forgotten, and the wrapped connections still
+// expose their socket to go-redis's liveness check.
+func TestMasterTrackerDropsFormerMaster(t *testing.T) {
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("Listen: %v", err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return l
+	}
+	oldMaster, newMaster := listen(), listen()
+	m := newMasterTracker(slog.New(slog.DiscardHandler))
+	dial := m.DialHook(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	})
+	connect := func(l net.Listener) net.Conn {
+		t.Helper()
+		c, err := dial(context.Background(), "tcp", l.Addr().String())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if _, ok := c.(syscall.Conn); !ok {
+			t.Fatalf("tracked TCP connection %T hides its socket", c)
+		}
+		return c
+	}
+	usable := func(c net.Conn) bool {
+		_, err := c.Write([]byte("PING\r\n"))
+		return err == nil
+	}
+	a1, a2 := connect(oldMaster), connect(oldMaster)
+	if err := a2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := len(m.conns); n != 1 {
+		t.Fatalf("%d connections tracked after one of two was closed, want 1", n)
+	}
+	if !usable(a1) {
+		t.Fatal("connection to the first master closed before any switch")
+	}
+	b1 := connect(newMaster)
+	if usable(a1) {
+		t.Fatal("connection to the former master still open after a dial to the new one")
+	}
+	b2 := connect(newMaster)
+	if !usable(b1) || !usable(b2) {
+		t.Fatal("connections to the current master closed")
+	}
+	if n := len(m.conns); n != 2 {
+		t.Fatalf("%d connections tracked, want the 2 to the current master", n)
 	}
 }

@@ -235,6 +235,9 @@ func (s *shard) read() {
 				if !pingPending {
 					// Idle: check that the connection still works.
 					pingPending = true
+					if s.b.opts.SentinelMaster != "" {
+						s.probeMaster(ctx)
+					}
 					if perr := s.ps.Ping(ctx, "herald-health"); perr == nil {
 						continue
 					}
@@ -283,6 +286,18 @@ func (s *shard) read() {
 			// Confirmations are covered by the barrier pings.
 		}
 	}
+}
+
+// probeMaster runs a command through the command pool. After a failover
+// go-redis has dropped its pooled connections to the old master, so this
+// dials the new one and the masterTracker closes the pub/sub connection
+// left on the old master, which the reader then replaces. Without it a
+// node that only subscribes would stay on the old master until the
+// Sentinel demotes it. Errors are the command path's business.
+func (s *shard) probeMaster(ctx context.Context) {
+	octx, cancel := s.b.opContext(ctx)
+	defer cancel()
+	_ = s.client.Ping(octx).Err()
 }
 
 // dispatch decodes one pub/sub message and calls the event handler.

@@ -1,6 +1,6 @@
 // Package testservers gives tests access to real Redis and NATS servers.
 //
-// Two kinds of server are offered:
+// Three kinds of server are offered:
 //
 //   - Shared servers, started once for the whole test run by `.ci/services
 //     start` and named by the HERALD_TEST_REDIS (comma-separated host:port
@@ -10,6 +10,10 @@
 //   - Private servers, started by StartRedis and StartNATS for one test on
 //     a free port with a temporary directory. The test may Stop and Start
 //     them to simulate an outage without disturbing other tests.
+//   - Private deployments built from private servers: a Redis Cluster
+//     (StartRedisCluster), a master with a Sentinel (StartRedisSentinel),
+//     a replica (StartRedisReplica), and a master, replica and Sentinel
+//     (StartSentinelGroup) on which a test can force a failover.
 //
 // When a variable or a binary is missing the test is skipped with a message
 // saying what to install or run, except under CI=true, where a missing or
@@ -21,6 +25,7 @@ package testservers
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +36,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Environment variables naming the shared servers.
@@ -140,6 +147,12 @@ func (s *Server) Dir() string { return s.dir }
 // would.
 func StartRedis(t testing.TB) *Server {
 	t.Helper()
+	return startRedis(t)
+}
+
+// startRedis starts a private redis-server with extra arguments.
+func startRedis(t testing.TB, extra ...string) *Server {
+	t.Helper()
 	bin := lookBinary(t, "redis-server")
 	dir := t.TempDir()
 	port := freePort(t)
@@ -149,6 +162,7 @@ func StartRedis(t testing.TB) *Server {
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--loglevel", "warning",
 	}
+	s.args = append(s.args, extra...)
 	t.Cleanup(s.Stop)
 	s.Start()
 	return s
@@ -389,18 +403,181 @@ func freeClusterPort(t testing.TB) int {
 func StartRedisSentinel(t testing.TB, masterName string) (master, sentinel *Server) {
 	t.Helper()
 	master = StartRedis(t)
+	sentinel = startSentinel(t, fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", masterName, master.Port()))
+	return master, sentinel
+}
+
+// StartRedisReplica starts a private redis-server without persistence
+// replicating master, and waits until its replication link is up and the
+// initial synchronisation is done.
+func StartRedisReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))
+	waitFor(t, "replica "+r.addr+" in sync with "+master.addr, func() (bool, error) {
+		info, err := redisInfo(r.addr, "replication")
+		if err != nil {
+			return false, err
+		}
+		return info["master_link_status"] == "up" && info["master_sync_in_progress"] == "0", nil
+	})
+	return r
+}
+
+// SentinelGroup is a private Sentinel-managed deployment: a master, one
+// replica and one Sentinel monitoring the master with quorum 1 and short
+// timeouts, so that a test can force a failover and watch the replica take
+// over. Master and Replica keep the roles they started with; after Failover
+// the Replica serves as master.
+type SentinelGroup struct {
+	Name                      string
+	Master, Replica, Sentinel *Server
+}
+
+// StartSentinelGroup starts a master, a replica in sync with it and a
+// Sentinel monitoring the master under name, and waits until the Sentinel
+// knows the replica well enough to promote it.
+func StartSentinelGroup(t testing.TB, name string) *SentinelGroup {
+	t.Helper()
+	g := &SentinelGroup{Name: name}
+	// No delay before the initial synchronisation of the replica.
+	g.Master = startRedis(t, "--repl-diskless-sync-delay", "0")
+	g.Replica = StartRedisReplica(t, g.Master)
+	// Started after the replica is in sync: the Sentinel's first INFO of
+	// the master then lists the replica, without waiting for the next
+	// periodic refresh.
+	g.Sentinel = startSentinel(t, fmt.Sprintf(
+		"sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
+			"sentinel down-after-milliseconds %[1]s 1000\n"+
+			"sentinel failover-timeout %[1]s 5000\n",
+		name, g.Master.Port()))
+	waitFor(t, "sentinel to know replica "+g.Replica.addr, func() (bool, error) {
+		c := redis.NewSentinelClient(&redis.Options{Addr: g.Sentinel.addr, Protocol: 2})
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		replicas, err := c.Replicas(ctx, name).Result()
+		if err != nil {
+			return false, err
+		}
+		for _, r := range replicas {
+			if net.JoinHostPort(r["ip"], r["port"]) == g.Replica.addr &&
+				r["flags"] == "slave" && r["master-link-status"] == "ok" {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("replicas %v", replicas)
+	})
+	return g
+}
+
+// WaitReplicated waits until the replica has received everything the
+// master had written when it was called, so that a failover loses nothing
+// acknowledged before.
+func (g *SentinelGroup) WaitReplicated(t testing.TB) {
+	t.Helper()
+	info, err := redisInfo(g.Master.addr, "replication")
+	if err != nil {
+		t.Fatalf("testservers: master INFO: %v", err)
+	}
+	want, err := strconv.ParseInt(info["master_repl_offset"], 10, 64)
+	if err != nil {
+		t.Fatalf("testservers: master_repl_offset %q: %v", info["master_repl_offset"], err)
+	}
+	waitFor(t, "replica to reach master offset "+strconv.FormatInt(want, 10), func() (bool, error) {
+		info, err := redisInfo(g.Replica.addr, "replication")
+		if err != nil {
+			return false, err
+		}
+		got, err := strconv.ParseInt(info["slave_repl_offset"], 10, 64)
+		if err != nil {
+			return false, fmt.Errorf("slave_repl_offset %q: %w", info["slave_repl_offset"], err)
+		}
+		return got >= want, nil
+	})
+}
+
+// Failover makes the Sentinel promote the replica (SENTINEL FAILOVER) and
+// waits until the Sentinel names it as the master. The old master keeps
+// running; the Sentinel demotes it to a replica of the new master later.
+func (g *SentinelGroup) Failover(t testing.TB) {
+	t.Helper()
+	c := redis.NewSentinelClient(&redis.Options{Addr: g.Sentinel.addr, Protocol: 2})
+	defer c.Close()
+	requested := false
+	waitFor(t, "sentinel to promote "+g.Replica.addr, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if !requested {
+			// NOGOODSLAVE and INPROG are transient: retry until the deadline.
+			if err := c.Failover(ctx, g.Name).Err(); err != nil {
+				return false, fmt.Errorf("SENTINEL FAILOVER: %w", err)
+			}
+			requested = true
+		}
+		addr, err := c.GetMasterAddrByName(ctx, g.Name).Result()
+		if err != nil {
+			return false, err
+		}
+		if len(addr) != 2 {
+			return false, fmt.Errorf("master address %v", addr)
+		}
+		return net.JoinHostPort(addr[0], addr[1]) == g.Replica.addr, nil
+	})
+}
+
+// startSentinel starts a redis-server in sentinel mode with the given
+// monitoring configuration.
+func startSentinel(t testing.TB, monitor string) *Server {
+	t.Helper()
 	bin := lookBinary(t, "redis-server")
 	dir := t.TempDir()
 	port := freePort(t)
 	conf := dir + "/sentinel.conf"
-	cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
-		port, dir, masterName, master.Port())
+	cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n%s", port, dir, monitor)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("testservers: sentinel config: %v", err)
 	}
-	sentinel = &Server{t: t, name: "redis-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	sentinel.args = []string{bin, conf, "--sentinel"}
-	t.Cleanup(sentinel.Stop)
-	sentinel.Start()
-	return master, sentinel
+	s := &Server{t: t, name: "redis-server", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	s.args = []string{bin, conf, "--sentinel"}
+	t.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// redisInfo returns the fields of one INFO section of the server at addr.
+func redisInfo(addr, section string) (map[string]string, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s, err := c.Info(ctx, section).Result()
+	if err != nil {
+		return nil, fmt.Errorf("INFO %s from %s: %w", section, addr, err)
+	}
+	out := make(map[string]string)
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// waitFor polls cond until it holds, failing the test with cond's last
+// error after startTimeout.
+func waitFor(t testing.TB, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testservers: waiting for %s: %v", what, err)
+		}
+		<-tick.C
+	}
 }
