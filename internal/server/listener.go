@@ -292,6 +292,15 @@ func (f *wsFront) acceptLoop() {
 			nc.Close()
 			continue // the next Accept fails
 		}
+		// The head's deadline is set here, under mu, not in route: set
+		// there it could overwrite the past deadline a concurrent Close
+		// gives every registered connection, and Close would then wait
+		// for the head timeout.
+		if err := nc.SetReadDeadline(time.Now().Add(f.headTimeout)); err != nil {
+			f.mu.Unlock()
+			nc.Close()
+			continue
+		}
 		f.sniffing[nc] = struct{}{}
 		f.mu.Unlock()
 		f.wg.Add(1)
@@ -345,10 +354,9 @@ func (f *wsFront) route(nc net.Conn) {
 // buf[:n]) or anything else (then buf[:n] is what was read so far). A
 // head that does not fit buf is not an upgrade for the front: net/http
 // applies its own limits to it.
+//
+// nc's read deadline (the head timeout) was set when it was accepted.
 func (f *wsFront) readStart(nc net.Conn, buf []byte) (n int, upgrade bool, err error) {
-	if err := nc.SetReadDeadline(time.Now().Add(f.headTimeout)); err != nil {
-		return 0, false, err
-	}
 	for n < len(buf) {
 		m, err := nc.Read(buf[n:])
 		n += m
